@@ -1,0 +1,105 @@
+"""wf: durable workflows for Python.
+
+The public surface is re-exported here from private implementation modules;
+``tests/test_public_api.py`` guards it."""
+
+from ._api import (
+    cancel,
+    configure,
+    get_event,
+    get_workflow,
+    list_logs,
+    list_queues,
+    list_steps,
+    list_workflows,
+    migrate,
+    recover,
+    recv,
+    restart,
+    resume,
+    retrieve,
+    schema_status,
+    send,
+    set_event,
+    sleep,
+    start,
+    start_async,
+)
+from ._context import set_workflow_id, workflow_id
+from ._decorators import communicator, db, step, transaction, workflow
+from ._errors import (
+    AwaitTimeoutError,
+    ConfigurationError,
+    DatabaseUnreachableError,
+    NonDeterminismError,
+    QueueDedupError,
+    RetriesExceededError,
+    SerializationError,
+    WfError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from ._executor import RecoveryResult, launch, shutdown
+from ._handles import WorkflowHandle
+from ._logging import logger
+from ._queues import Queue
+from ._records import ErrorInfo, LogRecord, QueueInfo, SchemaStatus, Status, StepInfo, WorkflowInfo
+from ._schedules import scheduled
+
+__all__ = [
+    "AwaitTimeoutError",
+    "ConfigurationError",
+    "DatabaseUnreachableError",
+    "ErrorInfo",
+    "LogRecord",
+    "NonDeterminismError",
+    "Queue",
+    "RecoveryResult",
+    "QueueDedupError",
+    "QueueInfo",
+    "RetriesExceededError",
+    "SchemaStatus",
+    "SerializationError",
+    "Status",
+    "StepInfo",
+    "WfError",
+    "WorkflowCancelledError",
+    "WorkflowConflictError",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowNotFoundError",
+    "cancel",
+    "communicator",
+    "configure",
+    "db",
+    "get_event",
+    "get_workflow",
+    "launch",
+    "list_logs",
+    "list_queues",
+    "list_steps",
+    "list_workflows",
+    "logger",
+    "migrate",
+    "recover",
+    "recv",
+    "restart",
+    "resume",
+    "retrieve",
+    "scheduled",
+    "schema_status",
+    "send",
+    "set_event",
+    "set_workflow_id",
+    "shutdown",
+    "sleep",
+    "start",
+    "start_async",
+    "step",
+    "transaction",
+    "workflow",
+    "workflow_id",
+]

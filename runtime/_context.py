@@ -1,0 +1,76 @@
+"""Per-call state: which workflow is running in this thread/task and where it is."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import WfError
+
+if TYPE_CHECKING:
+    from ._sysdb import StepRow
+
+
+@dataclass
+class WorkflowContext:
+    workflow_id: str
+    name: str
+    executor_id: str
+    # recorded calls by 0-based position; None for a fresh workflow (nothing to
+    # look up, so the hot path skips the lookup entirely)
+    recorded: dict[int, StepRow] | None = None
+    deadline_ms: int | None = None
+    next_position: int = 0
+    in_step: str | None = None  # name of the step/transaction running now
+    # durable-log keys: (position, seq) is unique per workflow, so a replayed
+    # log line maps onto the row it wrote the first time
+    log_position: int = 0
+    log_seq: int = 0
+    step_position: int = -1  # the step running now, for its log lines
+    step_log_seq: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def take_position(self) -> int:
+        p = self.next_position
+        self.next_position += 1
+        self.log_position = p + 1
+        self.log_seq = 0
+        return p
+
+    def recorded_at(self, position: int) -> StepRow | None:
+        return self.recorded.get(position) if self.recorded else None
+
+
+current: ContextVar[WorkflowContext | None] = ContextVar("wf_workflow", default=None)
+_next_id: ContextVar[str | None] = ContextVar("wf_next_workflow_id", default=None)
+
+
+def workflow_id() -> str:
+    """The ID of the workflow running here."""
+    ctx = current.get()
+    if ctx is None:
+        raise WfError("wf.workflow_id() called outside a workflow")
+    return ctx.workflow_id
+
+
+@contextlib.contextmanager
+def set_workflow_id(workflow_id: str) -> Iterator[None]:
+    """Give the next workflow started in this block the ID ``workflow_id``."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise WfError("workflow IDs are non-empty strings")
+    token = _next_id.set(workflow_id)
+    try:
+        yield
+    finally:
+        _next_id.reset(token)
+
+
+def take_assigned_id() -> str | None:
+    """The ID set by set_workflow_id, consumed by the first workflow started."""
+    wid = _next_id.get()
+    if wid is not None:
+        _next_id.set(None)
+    return wid

@@ -1,0 +1,370 @@
+"""The executor: one per process. It owns the database handles, runs
+workflows in background threads, heartbeats, recovers dead executors'
+workflows, enforces timeouts, and serves queues and schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _config
+from ._context import WorkflowContext
+from ._errors import ConfigurationError, WfError
+from ._liveness import HOST, executor_alive
+from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
+from ._serialization import loads
+from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow
+from ._sysdb.database import now_ms
+
+log = logging.getLogger("wf")
+
+HEARTBEAT_INTERVAL = float(os.environ.get("WF_HEARTBEAT_INTERVAL", "5"))
+STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
+RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
+
+
+@dataclass
+class RecoveryResult:
+    """What a recovery pass did: handles of the workflows it runs, the modules
+    it imported to find their code, and what it left (ID, reason)."""
+
+    handles: list[Any] = field(default_factory=list)
+    imported_modules: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Executor:
+    def __init__(
+        self,
+        config: _config.Config,
+        executor_id: str | None = None,
+        *,
+        worker: bool = False,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.config = config
+        self.executor_id = executor_id or os.environ.get("WF_EXECUTOR_ID") or (
+            f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self.sysdb = SystemDatabase(config.database_url, outage_timeout=None)
+        self.same_db = config.app_database_url == config.database_url
+        self.appdb: SystemDatabase | AppDatabase = (
+            self.sysdb if self.same_db else AppDatabase(config.app_database_url, outage_timeout=None)
+        )
+        self.worker = worker
+        self.queue_names = queues
+        self.concurrency = concurrency
+        self.pool = ThreadPoolExecutor(max_workers=max(concurrency or 0, 256), thread_name_prefix="wf-workflow")
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[str, Future[Any]] = {}
+        self._running_lock = threading.Lock()
+        self._ended = threading.Condition()
+        self.started_ms = now_ms()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        self.sysdb.ensure_reachable()
+        self.sysdb.migrate()
+        if not self.same_db:
+            self.appdb.ensure_reachable()
+            self.appdb.migrate()
+        self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
+        self._spawn(self._maintenance_loop, "wf-maintenance")
+        from . import _queues, _schedules
+
+        _queues.start_workers(self)
+        _schedules.start_scheduler(self)
+        # recover at launch, including workflows left under our own ID by a
+        # previous process that had the same fixed WF_EXECUTOR_ID
+        self._spawn(lambda: self.recover(include_own=True), "wf-launch-recovery")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop cleanly: running workflows stop at their next recorded call and
+        are left to recovery (our executor row is removed, so any live
+        executor may adopt them at once)."""
+        self.stopping.set()
+        with contextlib.suppress(Exception):
+            self.sysdb.outage_timeout = 0
+            self.sysdb.delete_executor(self.executor_id)
+        deadline = time.monotonic() + wait
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._running_lock:
+            futures = list(self._running.values())
+        for f in futures:
+            with contextlib.suppress(Exception):
+                f.result(timeout=max(0.0, deadline - time.monotonic()))
+        self.sysdb.dispose()
+        if not self.same_db:
+            self.appdb.dispose()
+
+    # -- running -----------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: WorkflowSpec,
+        workflow_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        recorded: dict[int, StepRow] | None,
+        deadline_ms: int | None = None,
+        parent_id: str | None = None,
+    ) -> Future[Any]:
+        from ._runner import run_background
+
+        ctx = WorkflowContext(
+            workflow_id=workflow_id,
+            name=spec.name,
+            executor_id=self.executor_id,
+            recorded=recorded,
+            deadline_ms=deadline_ms,
+        )
+        with self._running_lock:
+            existing = self._running.get(workflow_id)
+            if existing is not None and not existing.done():
+                return existing
+            fut = self.pool.submit(run_background, self, spec, ctx, args, kwargs)
+            self._running[workflow_id] = fut
+        fut.add_done_callback(lambda _f, wid=workflow_id: self._forget(wid, _f))
+        return fut
+
+    def _forget(self, workflow_id: str, fut: Future[Any]) -> None:
+        with self._running_lock:
+            if self._running.get(workflow_id) is fut:
+                del self._running[workflow_id]
+
+    def running_count(self) -> int:
+        with self._running_lock:
+            return len(self._running)
+
+    def notify_ended(self) -> None:
+        with self._ended:
+            self._ended.notify_all()
+
+    def wait_ended(self, timeout: float) -> None:
+        with self._ended:
+            self._ended.wait(timeout)
+
+    def load_and_submit(self, row: WorkflowRow, spec: WorkflowSpec) -> Future[Any]:
+        steps = self.sysdb.get_steps(row.workflow_id)
+        inputs = loads(row.inputs) or {}
+        return self.submit(
+            spec,
+            row.workflow_id,
+            list(inputs.get("args", [])),
+            dict(inputs.get("kwargs", {})),
+            {s.position: s for s in steps},
+            deadline_ms=row.deadline,
+        )
+
+    # -- maintenance: heartbeats, timeouts, recovery ------------------------------------
+
+    def _maintenance_loop(self) -> None:
+        last_beat = last_recovery = time.monotonic()
+        while not self.stopping.wait(1.0):
+            try:
+                now = time.monotonic()
+                self._cancel_expired()
+                if now - last_beat >= HEARTBEAT_INTERVAL:
+                    self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
+                    last_beat = now
+                if now - last_recovery >= RECOVERY_INTERVAL:
+                    self.recover()
+                    last_recovery = now
+            except Exception as e:  # keep the executor alive through outages
+                log.warning("wf maintenance: %s", _config.mask_text(str(e), self.config.database_url))
+
+    def _cancel_expired(self) -> None:
+        from ._api import cancel_in
+
+        for wid in self.sysdb.expired_deadlines():
+            cancel_in(self.sysdb, wid)
+
+    def is_dead(self, executor_id: str, executors: dict[str, Any]) -> bool:
+        row = executors.get(executor_id)
+        if row is None:
+            return True
+        return not executor_alive(row.host, row.pid, row.started_at, row.heartbeat_at, STALE_AFTER)
+
+    def recover(
+        self,
+        *,
+        include_own: bool = False,
+        executor_id: str | None = None,
+        include_live: bool = False,
+        import_missing: bool = False,
+    ) -> RecoveryResult:
+        """Adopt the in-flight workflows of dead executors (or of ``executor_id``,
+        or of every other executor with ``include_live``). Each is claimed
+        atomically, so two live executors never both adopt one."""
+        from ._handles import WorkflowHandle
+
+        result = RecoveryResult()
+        if self.stopping.is_set():
+            return result
+        executors = {r.executor_id: r for r in self.sysdb.list_executors()}
+        for eid in self.sysdb.inflight_executors():
+            if executor_id is not None and eid != executor_id:
+                continue
+            if eid == self.executor_id:
+                if not include_own:
+                    continue
+            elif not include_live and executor_id is None and not self.is_dead(eid, executors):
+                continue
+            for wid, queue in self.sysdb.inflight_of_executor(eid):
+                if self.stopping.is_set():
+                    return result
+                if eid == self.executor_id and wid in self._running:
+                    continue
+                row = self.sysdb.get_workflow(wid)
+                if row is None or row.status != "PENDING":
+                    continue
+                spec = find_workflow(row.name)
+                if spec is None and import_missing:
+                    mod = row.name.partition(":")[0]
+                    try:
+                        spec = find_or_import_workflow(row.name)
+                        if mod not in result.imported_modules:
+                            result.imported_modules.append(mod)
+                    except ConfigurationError as e:
+                        result.skipped.append((wid, str(e)))
+                        continue
+                if spec is None:
+                    # leave it for a process that has this code
+                    result.skipped.append((wid, f"function {row.name} is not registered in this process"))
+                    continue
+                if queue is not None and not import_missing:
+                    # back on its queue, so its queue's limits still hold
+                    if self.sysdb.requeue_workflow(wid, eid):
+                        log.info("wf: re-enqueued %s from dead executor %s", wid, eid)
+                    continue
+                claimed = self.sysdb.claim_workflow(wid, eid, self.executor_id)
+                if claimed is None:
+                    continue  # another executor got it first
+                attempts, max_attempts = claimed
+                if attempts > max_attempts:
+                    self.sysdb.mark_retries_exceeded(wid, self.executor_id)
+                    log.warning("wf: %s exceeded %d recovery attempts", wid, max_attempts)
+                    continue
+                log.info("wf: recovering %s (%s) from executor %s", wid, row.name, eid)
+                self.load_and_submit(row, spec)
+                result.handles.append(WorkflowHandle(wid))
+        return result
+
+
+# -- the process's executor ---------------------------------------------------------
+
+_lock = threading.RLock()
+_executor: Executor | None = None
+_configured: _config.Config | None = None
+_client: SystemDatabase | None = None
+
+
+def configure(database_url: str | None = None, app_database_url: str | None = None) -> None:
+    """Set the database URLs used by later calls, without starting anything."""
+    global _configured, _client
+    cfg = _config.resolve(database_url, app_database_url)
+    with _lock:
+        _configured = cfg
+        if _client is not None:
+            _client.dispose()
+            _client = None
+
+
+def _config_now() -> _config.Config:
+    return _configured or _config.resolve()
+
+
+def launch(
+    database_url: str | None = None,
+    app_database_url: str | None = None,
+    executor_id: str | None = None,
+    *,
+    queues: list[str] | None = None,
+    concurrency: int | None = None,
+    worker: bool = False,
+) -> None:
+    """Start this process's executor: migrations, heartbeats, recovery, queues, schedules."""
+    global _executor
+    with _lock:
+        if _executor is not None:
+            if database_url or app_database_url:
+                cfg = _config.resolve(database_url, app_database_url)
+                if cfg.database_url != _executor.config.database_url:
+                    raise WfError("wf is already launched on another database; call wf.shutdown() first")
+            return
+        cfg = _config.resolve(database_url, app_database_url) if (database_url or app_database_url) else _config_now()
+        ex = Executor(cfg, executor_id, worker=worker, queues=queues, concurrency=concurrency)
+        try:
+            ex.start()
+        except BaseException:
+            ex.stopping.set()
+            ex.sysdb.dispose()
+            raise
+        _executor = ex
+
+
+def shutdown() -> None:
+    """Stop the executor (if any) and close database connections."""
+    global _executor, _client
+    with _lock:
+        ex, _executor = _executor, None
+        client, _client = _client, None
+    if ex is not None:
+        ex.stop()
+    if client is not None:
+        client.dispose()
+
+
+def get() -> Executor:
+    """The running executor, launched from the configuration if needed."""
+    ex = _executor
+    if ex is None:
+        launch()
+        ex = _executor
+        assert ex is not None
+    return ex
+
+
+def current_or_none() -> Executor | None:
+    return _executor
+
+
+def client() -> SystemDatabase:
+    """A system database for management calls: the executor's when launched,
+    else a lightweight one that starts no threads and fails fast when the
+    database is down."""
+    global _client
+    ex = _executor
+    if ex is not None:
+        return ex.sysdb
+    with _lock:
+        if _client is None:
+            cfg = _config_now()
+            db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=2)
+            db.ensure_reachable()
+            db.migrate()
+            _client = db
+        return _client
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an async workflow body to completion from a worker thread."""
+    return asyncio.run(coro)

@@ -1,0 +1,95 @@
+"""Typed records returned by the public API (and printed by the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class Status:
+    ENQUEUED = "ENQUEUED"
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+    RETRIES_EXCEEDED = "RETRIES_EXCEEDED"
+
+    ALL = (ENQUEUED, PENDING, SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
+    ENDED = (SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    workflow_id: str
+    status: str
+    name: str
+    inputs: Any  # {"args": [...], "kwargs": {...}}, deserialized
+    output: Any
+    error: ErrorInfo | None
+    created_at: datetime
+    updated_at: datetime
+    executor_id: str | None
+    queue: str | None
+    recovery_attempts: int
+    parent_workflow_id: str | None = None
+    deadline: datetime | None = None
+
+    @property
+    def function(self) -> str:
+        """The function part of ``module:function``."""
+        return self.name.rpartition(":")[2]
+
+    @property
+    def module(self) -> str:
+        return self.name.rpartition(":")[0]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    workflow_id: str
+    position: int  # from 1, as `wf steps` shows
+    name: str
+    kind: str  # step, transaction, child, sleep, send, recv, event, get_event
+    output: Any
+    error: ErrorInfo | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    child_workflow_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    workflow_id: str
+    time: datetime
+    level: str
+    step: str | None
+    message: str
+    seq: int = 0  # the record's row id: a cursor for `wf logs --follow`
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    enqueued: int
+    running: int
+    concurrency: int | None
+    worker_concurrency: int | None
+    rate_limit: tuple[int, float] | None
+    priority: bool
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    url: str  # password masked
+    current_version: int
+    latest_version: int

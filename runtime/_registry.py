@@ -1,0 +1,71 @@
+"""Registered functions by their recorded name, ``module:qualname``."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._loader import import_module, module_name_for_path
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    fn: Callable[..., Any]  # the undecorated function
+    is_async: bool
+    max_recovery_attempts: int
+
+
+_workflows: dict[str, WorkflowSpec] = {}
+_lock = threading.Lock()
+
+
+def module_of(fn: Callable[..., Any]) -> str:
+    """The importable module name, also for code run as ``__main__`` (a
+    workflow recorded as ``__main__:f`` could never be recovered elsewhere)."""
+    mod = getattr(fn, "__module__", None) or "__main__"
+    if mod != "__main__":
+        return mod
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    if path:
+        return module_name_for_path(path)[0]
+    return "__main__"
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    return f"{module_of(fn)}:{fn.__qualname__}"
+
+
+def register_workflow(spec: WorkflowSpec) -> None:
+    with _lock:
+        _workflows[spec.name] = spec
+    # a module run as __main__ is also importable under its real name: make
+    # sure importing it again later finds this same module object
+    mod_name = spec.name.partition(":")[0]
+    main = sys.modules.get("__main__")
+    if getattr(spec.fn, "__module__", None) == "__main__" and mod_name not in sys.modules and main:
+        sys.modules[mod_name] = main
+
+
+def find_workflow(name: str) -> WorkflowSpec | None:
+    return _workflows.get(name)
+
+
+def find_or_import_workflow(name: str) -> WorkflowSpec | None:
+    spec = _workflows.get(name)
+    if spec is None:
+        mod = name.partition(":")[0]
+        import_module(mod)
+        spec = _workflows.get(name)
+    return spec
+
+
+def registered_names() -> list[str]:
+    return list(_workflows)

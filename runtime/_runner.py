@@ -1,0 +1,473 @@
+"""How one workflow, step or transaction call runs and is recorded.
+
+Every recorded call takes the next position in its workflow. On a fresh
+workflow a call costs one write (the step row, whose INSERT also checks that
+this executor still owns the running workflow); on replay the recorded rows
+were loaded once and the call returns its recorded value without running."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exc as sa_exc
+
+from ._context import WorkflowContext, current, take_assigned_id
+from ._errors import (
+    NonDeterminismError,
+    RetriesExceededError,
+    WfError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+    _OwnershipLost,
+)
+from ._records import ErrorInfo, Status
+from ._registry import WorkflowSpec
+from ._serialization import dumps, dumps_error, loads, loads_error_info, rebuild_error
+from ._sysdb.database import StepRow, now_ms
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+    from ._sysdb import SystemDatabase
+
+log = logging.getLogger("wf")
+
+
+@dataclass
+class Outcome:
+    status: str
+    output: str | None = None
+    error: str | None = None
+    exc: BaseException | None = None  # the original exception, on this process's first run
+
+    def result(self, workflow_id: str) -> Any:
+        """The value (as recorded and read back), or the error raised."""
+        if self.status == Status.SUCCESS:
+            return loads(self.output)
+        if self.status == Status.ERROR:
+            if self.exc is not None:
+                raise self.exc
+            info = loads_error_info(self.error) or ErrorInfo("Exception", "unknown error")
+            raise rebuild_error(info)
+        if self.status == Status.CANCELLED:
+            raise WorkflowCancelledError(f"workflow {workflow_id} was cancelled")
+        if self.status == Status.RETRIES_EXCEEDED:
+            raise RetriesExceededError(f"workflow {workflow_id} exceeded its recovery attempts")
+        raise WfError(f"workflow {workflow_id} has not ended ({self.status})")
+
+
+# -- waiting ---------------------------------------------------------------------------
+
+
+def wait_outcome(sysdb: SystemDatabase, workflow_id: str, timeout: float | None, ex: Executor | None) -> Outcome:
+    """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds."""
+    from ._errors import AwaitTimeoutError
+    from ._notify import Waiter
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.002
+    waiter = Waiter(("workflow", workflow_id))
+    while True:
+        waiter.arm()
+        out = sysdb.get_outcome(workflow_id)
+        if out is None:
+            raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+        if out[0] in Status.ENDED:
+            return Outcome(out[0], out[1], out[2])
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise AwaitTimeoutError(f"workflow {workflow_id} still {out[0]} after {timeout}s")
+        waiter.wait(delay if remaining is None else min(delay, remaining))
+        delay = min(delay * 2, 1.0)
+
+
+# -- workflows ---------------------------------------------------------------------------
+
+
+@dataclass
+class Started:
+    """A workflow row we inserted: we run the body."""
+
+    ctx: WorkflowContext
+    parent: WorkflowContext | None
+    parent_position: int | None
+    inputs: str
+
+    def decoded_args(self) -> tuple[list[Any], dict[str, Any]]:
+        """The inputs as recorded and read back: the body sees on its first
+        run exactly what it will see on a replay."""
+        d = loads(self.inputs)
+        return list(d["args"]), dict(d["kwargs"])
+
+
+@dataclass
+class Existing:
+    """The ID was recorded already (or the call is replayed): no new run."""
+
+    workflow_id: str
+    outcome: Outcome | None  # known now (replayed child), else wait for it
+    parent: WorkflowContext | None = None
+    parent_position: int | None = None
+    recorded: bool = False  # the parent already holds this call's record
+
+
+def encode_inputs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
+    return dumps({"args": list(args), "kwargs": kwargs})
+
+
+def begin_workflow(
+    ex: Executor,
+    spec: WorkflowSpec,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    workflow_id: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+    priority: int = 0,
+    dedup_id: str | None = None,
+    delay: float | None = None,
+    run_here: bool = True,
+) -> Started | Existing:
+    """Record a new workflow (or find the recorded one with this ID)."""
+    inputs = encode_inputs(args, kwargs)  # SerializationError before anything is written
+    parent = current.get()
+    if parent is not None and parent.in_step is not None:
+        parent = None  # a workflow started from inside a step is not a child
+    parent_position = None
+    wid = workflow_id or take_assigned_id()
+    if parent is not None:
+        parent_position = parent.take_position()
+        rec = parent.recorded_at(parent_position)
+        if rec is not None:
+            check_determinism(parent, parent_position, rec, spec.name, "child")
+            cid = rec.child_workflow_id or f"{parent.workflow_id}-{parent_position + 1}"
+            if rec.output is None and rec.error is None:  # recorded by wf.start: a handle
+                return Existing(cid, None, parent, parent_position, recorded=True)
+            status = Status.ERROR if rec.error is not None else Status.SUCCESS
+            return Existing(cid, Outcome(status, rec.output, rec.error), parent, parent_position, recorded=True)
+        if wid is None:
+            wid = f"{parent.workflow_id}-{parent_position + 1}"
+    if wid is None:
+        wid = str(uuid.uuid4())
+    status = Status.PENDING if run_here and queue is None else Status.ENQUEUED
+    inserted = ex.sysdb.insert_workflow(
+        workflow_id=wid,
+        status=status,
+        name=spec.name,
+        inputs=inputs,
+        executor_id=ex.executor_id if status == Status.PENDING else None,
+        queue=queue,
+        priority=priority,
+        dedup_id=dedup_id,
+        parent_workflow_id=parent.workflow_id if parent else None,
+        max_recovery_attempts=spec.max_recovery_attempts,
+        timeout=timeout,
+        delay=delay,
+    )
+    if not inserted:
+        row = ex.sysdb.get_workflow(wid)
+        if row is None:  # deleted in between; vanishingly rare
+            raise WfError(f"workflow {wid} vanished while starting")
+        if row.name != spec.name:
+            raise WorkflowConflictError(
+                f"workflow ID {wid!r} is already recorded for {row.name}, not {spec.name}"
+            )
+        return Existing(wid, None, parent, parent_position)
+    deadline = now_ms() + int(timeout * 1000) if timeout is not None and status == Status.PENDING else None
+    ctx = WorkflowContext(
+        workflow_id=wid, name=spec.name, executor_id=ex.executor_id, deadline_ms=deadline
+    )
+    return Started(ctx, parent, parent_position, inputs)
+
+
+def run_body(ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any) -> Outcome:
+    """Run a sync workflow body in this thread and record how it ended."""
+    token = current.set(ctx)
+    try:
+        value = spec.fn(*args, **kwargs)
+    except _OwnershipLost:
+        raise
+    except Exception as e:
+        return finish(ex, ctx, None, e)
+    finally:
+        current.reset(token)
+    return finish(ex, ctx, value, None)
+
+
+async def run_body_async(
+    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+) -> Outcome:
+    import asyncio
+
+    token = current.set(ctx)
+    try:
+        value = await spec.fn(*args, **kwargs)
+    except _OwnershipLost:
+        raise
+    except Exception as e:
+        return await asyncio.to_thread(finish, ex, ctx, None, e)
+    finally:
+        current.reset(token)
+    return await asyncio.to_thread(finish, ex, ctx, value, None)
+
+
+def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | None) -> Outcome:
+    if exc is None:
+        try:
+            out = Outcome(Status.SUCCESS, output=dumps(value))
+        except WfError as e:
+            out = Outcome(Status.ERROR, error=dumps_error(e), exc=e)
+    elif isinstance(exc, WorkflowCancelledError):
+        out = Outcome(Status.CANCELLED, error=dumps_error(exc), exc=exc)
+    else:
+        out = Outcome(Status.ERROR, error=dumps_error(exc), exc=exc)
+    if out.status != Status.CANCELLED:
+        done = ex.sysdb.finish_workflow(ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error)
+        if not done:
+            row = ex.sysdb.get_outcome(ctx.workflow_id)
+            if row is None or row[0] == Status.PENDING:
+                raise _OwnershipLost()
+            if row[0] != out.status or row[0] == Status.CANCELLED:
+                out = Outcome(row[0], row[1], row[2])
+    ex.notify_ended()
+    from ._notify import notify_local
+
+    notify_local(("workflow", ctx.workflow_id))
+    return out
+
+
+def run_background(ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any) -> None:
+    """Entry point of a workflow run in the executor's thread pool."""
+    try:
+        if spec.is_async:
+            from ._executor import run_coroutine
+
+            run_coroutine(run_body_async(ex, spec, ctx, args, kwargs))
+        else:
+            run_body(ex, spec, ctx, args, kwargs)
+    except _OwnershipLost:
+        log.info("wf: %s is no longer ours; stopped", ctx.workflow_id)
+    except Exception:
+        log.exception("wf: internal error running %s", ctx.workflow_id)
+
+
+def record_child(ex: Executor, parent: WorkflowContext, position: int, name: str, child_id: str, outcome: Outcome) -> None:
+    ok = ex.sysdb.record_step(
+        parent.workflow_id,
+        parent.executor_id,
+        position,
+        name,
+        "child",
+        outcome.output,
+        outcome.error,
+        None,
+        child_workflow_id=child_id,
+    )
+    if not ok:
+        resolve_unrecorded(ex, parent, position)
+
+
+# -- determinism and replay -----------------------------------------------------------------
+
+
+def check_determinism(ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: str) -> None:
+    if rec.name != name or rec.kind != kind:
+        raise NonDeterminismError(
+            f"workflow {ctx.workflow_id} position {position + 1}: recorded {rec.kind} {rec.name!r}, "
+            f"replay called {kind} {name!r}"
+        )
+
+
+def replay(ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: str) -> Any:
+    check_determinism(ctx, position, rec, name, kind)
+    if rec.error is not None:
+        info = loads_error_info(rec.error)
+        assert info is not None
+        raise rebuild_error(info)
+    return loads(rec.output)
+
+
+def resolve_unrecorded(ex: Executor, ctx: WorkflowContext, position: int) -> StepRow:
+    """Our write was refused: either the call is recorded already (another
+    executor ran it: use that value, for fidelity), or the workflow is
+    cancelled, or it is not ours any more."""
+    rec = ex.sysdb.get_step(ctx.workflow_id, position)
+    if rec is not None:
+        return rec
+    out = ex.sysdb.get_outcome(ctx.workflow_id)
+    if out is not None and out[0] == Status.CANCELLED:
+        raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
+    raise _OwnershipLost()
+
+
+def check_live(ex: Executor, ctx: WorkflowContext) -> None:
+    """Cheap local checks before a call: shutdown, and the workflow's deadline."""
+    if ex.stopping.is_set():
+        raise _OwnershipLost()
+    if ctx.deadline_ms is not None and now_ms() > ctx.deadline_ms:
+        from ._api import cancel_in
+
+        cancel_in(ex.sysdb, ctx.workflow_id)
+        raise WorkflowCancelledError(f"workflow {ctx.workflow_id} timed out")
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 3
+    interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (from 0)."""
+        return min(self.interval * (self.backoff**attempt), self.max_interval)
+
+
+def step_begin(ex: Executor, ctx: WorkflowContext, name: str, kind: str) -> tuple[int, StepRow | None]:
+    check_live(ex, ctx)
+    pos = ctx.take_position()
+    return pos, ctx.recorded_at(pos)
+
+
+def step_record(
+    ex: Executor,
+    ctx: WorkflowContext,
+    pos: int,
+    name: str,
+    kind: str,
+    started: int,
+    value: Any,
+    exc: BaseException | None,
+) -> Any:
+    """Record a finished call and return its value as recorded (or raise its error)."""
+    if exc is None:
+        try:
+            output: str | None = dumps(value)
+            error = None
+        except WfError as e:
+            output, error, exc = None, dumps_error(e), e
+    else:
+        output, error = None, dumps_error(exc)
+    if not ex.sysdb.record_step(ctx.workflow_id, ctx.executor_id, pos, name, kind, output, error, started):
+        return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
+    if exc is not None:
+        raise exc
+    return loads(output)
+
+
+def run_with_retries(ex: Executor | None, policy: RetryPolicy, name: str, call: Callable[[], Any]) -> Any:
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if attempt >= policy.retries or isinstance(e, WfError):
+                raise
+            delay = policy.delay(attempt)
+            log.warning("wf: step %s failed (attempt %d of %d), retrying in %.3gs: %s",
+                        name, attempt + 1, policy.retries + 1, delay, e)
+            if ex is not None and ex.stopping.wait(delay):
+                raise _OwnershipLost() from None
+            if ex is None:
+                time.sleep(delay)
+            attempt += 1
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+
+class _NotRecorded(Exception):
+    pass
+
+
+def is_serialization_failure(e: BaseException) -> bool:
+    orig = getattr(e, "orig", None)
+    code = getattr(orig, "sqlstate", None)
+    return code in ("40001", "40P01")
+
+
+def run_transaction(
+    ex: Executor,
+    ctx: WorkflowContext | None,
+    name: str,
+    call: Callable[[], Any],
+    isolation: str,
+    read_only: bool,
+) -> Any:
+    """Run ``call`` inside a database transaction; inside a workflow, record
+    its output in the same commit (exactly once)."""
+    from ._decorators import _tx_conn
+
+    db = ex.appdb
+    pg = db.dialect == "postgresql"
+    pos = -1
+    if ctx is not None:
+        pos, rec = step_begin(ex, ctx, name, "transaction")
+        if rec is not None:
+            return replay(ctx, pos, rec, name, "transaction")
+        if not ex.same_db and ctx.recorded is not None:
+            found, out = db.get_tx_output(ctx.workflow_id, pos)  # type: ignore[union-attr]
+            if found:
+                return step_record(ex, ctx, pos, name, "transaction", now_ms(), loads(out), None)
+    # the step row goes in the user's commit when both live in one database
+    in_commit = ctx is not None and ex.same_db and not (read_only and pg)
+    attempt = 0
+    started = now_ms()
+    while True:
+        output: str | None = None
+        try:
+            with db.transaction(isolation if pg else None, read_only=read_only and pg) as conn:
+                token = _tx_conn.set(conn)
+                if ctx is not None:
+                    ctx.in_step = name
+                try:
+                    value = call()
+                finally:
+                    _tx_conn.reset(token)
+                    if ctx is not None:
+                        ctx.in_step = None
+                output = dumps(value)
+                if ctx is not None and in_commit:
+                    if not ex.sysdb.record_step(
+                        ctx.workflow_id, ctx.executor_id, pos, name, "transaction", output, None, started, conn=conn
+                    ):
+                        raise _NotRecorded()
+                elif ctx is not None and not ex.same_db:
+                    try:
+                        db.insert_tx_output(conn, ctx.workflow_id, pos, output)  # type: ignore[union-attr]
+                    except sa_exc.IntegrityError:
+                        raise _NotRecorded() from None
+            break
+        except _NotRecorded:
+            assert ctx is not None
+            if not ex.same_db:
+                found, out = db.get_tx_output(ctx.workflow_id, pos)  # type: ignore[union-attr]
+                if found:
+                    return step_record(ex, ctx, pos, name, "transaction", started, loads(out), None)
+            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, "transaction")
+        except (sa_exc.OperationalError, sa_exc.DBAPIError) as e:
+            if is_serialization_failure(e) and attempt < 20:
+                attempt += 1
+                time.sleep(min(0.001 * 2**attempt, 0.5))
+                continue
+            if ctx is None:
+                raise
+            return step_record(ex, ctx, pos, name, "transaction", started, None, e)
+        except Exception as e:
+            if ctx is None:
+                raise
+            return step_record(ex, ctx, pos, name, "transaction", started, None, e)
+    if ctx is None:
+        return loads(output)
+    if in_commit:
+        return loads(output)
+    return step_record(ex, ctx, pos, name, "transaction", started, loads(output), None)

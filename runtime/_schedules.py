@@ -1,0 +1,75 @@
+"""@wf.scheduled: cron-driven workflows. Each tick's workflow ID is derived
+from the function and the tick time, so with many processes up a tick still
+runs once; ticks missed while nothing ran are not replayed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+
+log = logging.getLogger("wf")
+
+_schedules: list[tuple[str, Any]] = []
+_changed = threading.Event()
+
+
+def scheduled(cron: str) -> Callable[[Any], Any]:
+    """Run the decorated workflow ``fn(scheduled_at, started_at)`` on a cron schedule."""
+    from croniter import croniter
+
+    if not croniter.is_valid(cron):
+        raise ConfigurationError(f"invalid cron expression {cron!r}")
+
+    def deco(fn: Any) -> Any:
+        if getattr(fn, "wf_kind", None) != "workflow":
+            raise ConfigurationError("@wf.scheduled goes above @wf.workflow")
+        _schedules.append((cron, fn))
+        _changed.set()
+        return fn
+
+    return deco
+
+
+def start_scheduler(ex: Executor) -> None:
+    t = threading.Thread(target=_loop, args=(ex,), name="wf-schedules", daemon=True)
+    t.start()
+    ex._threads.append(t)
+
+
+def tick_id(fn: Any, tick: datetime) -> str:
+    return f"sched-{fn.wf_name}-{tick.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def _loop(ex: Executor) -> None:
+    from croniter import croniter
+
+    from ._api import _start
+
+    nexts: dict[int, datetime] = {}
+    while not ex.stopping.is_set():
+        _changed.clear()
+        now = datetime.now(UTC)
+        soonest = 60.0
+        for i, (cron, fn) in enumerate(list(_schedules)):
+            nxt = nexts.get(i)
+            if nxt is None:
+                nxt = nexts[i] = croniter(cron, now).get_next(datetime)
+            if nxt <= now:
+                try:
+                    _start(fn, (nxt, now), {}, workflow_id=tick_id(fn, nxt))
+                except Exception as e:
+                    log.warning("wf schedule %s: %s", fn.wf_name, e)
+                nxt = nexts[i] = croniter(cron, now).get_next(datetime)
+            soonest = min(soonest, (nxt - now).total_seconds())
+        if ex.stopping.wait(max(0.01, soonest)) or _changed.is_set():
+            continue
+    time.sleep(0)

@@ -1,0 +1,209 @@
+"""wf's JSON: plain JSON plus tagged forms for the Python values JSON lacks.
+
+No pickle, ever. A tagged value is ``{"__wf__": TAG, "v": ...}``; a user dict
+that happens to contain the key ``__wf__`` (or non-string keys) is itself tagged
+as ``dict`` so decoding is unambiguous. Dataclasses are rebuilt only when their
+class is already imported (decoding never imports code); otherwise they decode
+to plain dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import decimal
+import json
+import sys
+import uuid
+from typing import Any
+
+from ._errors import SerializationError, WorkflowFailedError
+from ._records import ErrorInfo
+
+_TAG = "__wf__"
+_MAX_DEPTH = 200
+
+
+def _enc(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise SerializationError(f"value nested deeper than {_MAX_DEPTH} levels")
+    t = type(value)
+    if value is None or t is str or t is int or t is bool:
+        return value
+    if t is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            return {_TAG: "float", "v": repr(value)}
+        return value
+    if t is list:
+        return [_enc(v, depth + 1) for v in value]
+    if t is dict:
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: _enc(v, depth + 1) for k, v in value.items()}
+        return {_TAG: "dict", "v": [[_enc(k, depth + 1), _enc(v, depth + 1)] for k, v in value.items()]}
+    if t is tuple:
+        return {_TAG: "tuple", "v": [_enc(v, depth + 1) for v in value]}
+    if isinstance(value, _dt.datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, _dt.time):
+        return {_TAG: "time", "v": value.isoformat()}
+    if isinstance(value, _dt.timedelta):
+        return {_TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, uuid.UUID):
+        return {_TAG: "uuid", "v": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, bytes | bytearray):
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return {_TAG: "set", "v": [_enc(v, depth + 1) for v in value]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        fields = {f.name: _enc(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)}
+        return {_TAG: "dataclass", "cls": f"{_module_of(cls)}:{cls.__qualname__}", "v": fields}
+    if isinstance(value, list | dict | str | int | float):  # subclasses: store as the base type
+        base = next(b for b in (bool, int, float, str, list, dict) if isinstance(value, b))
+        return _enc(base(value), depth)
+    raise SerializationError(f"cannot store a value of type {t.__module__}.{t.__qualname__}: {_short(value)}")
+
+
+def _module_of(cls: type) -> str:
+    mod = cls.__module__
+    if mod == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name:
+            return str(spec.name)
+    return mod
+
+
+def _short(value: Any) -> str:
+    try:
+        r = repr(value)
+    except Exception:
+        r = "<unprintable>"
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _dec(value: Any) -> Any:
+    t = type(value)
+    if t is list:
+        return [_dec(v) for v in value]
+    if t is not dict:
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {k: _dec(v) for k, v in value.items()}
+    v = value.get("v")
+    if tag == "tuple":
+        return tuple(_dec(x) for x in v)
+    if tag == "dict":
+        return {_dec(k): _dec(x) for k, x in v}
+    if tag == "datetime":
+        return _dt.datetime.fromisoformat(v)
+    if tag == "date":
+        return _dt.date.fromisoformat(v)
+    if tag == "time":
+        return _dt.time.fromisoformat(v)
+    if tag == "timedelta":
+        return _dt.timedelta(seconds=v)
+    if tag == "uuid":
+        return uuid.UUID(v)
+    if tag == "decimal":
+        return decimal.Decimal(v)
+    if tag == "bytes":
+        return base64.b64decode(v)
+    if tag == "set":
+        return {_dec(x) for x in v}
+    if tag == "float":
+        return float(v)
+    if tag == "dataclass":
+        fields = {k: _dec(x) for k, x in v.items()}
+        cls = _loaded_class(value.get("cls", ""))
+        if cls is not None and dataclasses.is_dataclass(cls):
+            try:
+                return cls(**fields)
+            except TypeError:
+                pass
+        return fields
+    return {k: _dec(x) for k, x in value.items()}
+
+
+def _loaded_class(path: str) -> Any:
+    """The class at ``module:qualname`` if that module is already imported."""
+    mod_name, _, qual = path.partition(":")
+    obj: Any = sys.modules.get(mod_name)
+    if obj is None and mod_name == getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None):
+        obj = sys.modules["__main__"]
+    for part in qual.split("."):
+        if obj is None:
+            return None
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def dumps(value: Any) -> str:
+    """Encode ``value``; raises SerializationError when it cannot be stored."""
+    try:
+        return json.dumps(_enc(value, 0), separators=(",", ":"), ensure_ascii=False)
+    except RecursionError as e:
+        raise SerializationError("value is nested too deeply (or refers to itself)") from e
+    except SerializationError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise SerializationError(f"cannot store value: {e}") from e
+
+
+def loads(text: str | None) -> Any:
+    if text is None:
+        return None
+    return _dec(json.loads(text))
+
+
+# -- errors -------------------------------------------------------------------
+
+
+def error_to_info(exc: BaseException) -> ErrorInfo:
+    cls = type(exc)
+    if isinstance(exc, WorkflowFailedError):
+        return ErrorInfo(exc.type_name, exc.message)
+    return ErrorInfo(f"{_module_of(cls)}.{cls.__qualname__}", str(exc))
+
+
+def dumps_error(exc: BaseException) -> str:
+    info = error_to_info(exc)
+    return json.dumps({"type": info.type, "message": info.message}, ensure_ascii=False)
+
+
+def loads_error_info(text: str | None) -> ErrorInfo | None:
+    if text is None:
+        return None
+    d = json.loads(text)
+    return ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
+
+
+def rebuild_error(info: ErrorInfo) -> BaseException:
+    """The recorded error as an exception: its own class when that class is
+    importable-free (builtins, wf, or an already-imported module), else a
+    WorkflowFailedError carrying the type name and message."""
+    mod, _, qual = info.type.rpartition(".")
+    cls: Any = None
+    if mod in ("builtins", ""):
+        cls = getattr(__import__("builtins"), qual, None)
+    else:
+        # qualname may contain dots; try the longest module prefix that is loaded
+        parts = info.type.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            cls = _loaded_class(".".join(parts[:i]) + ":" + ".".join(parts[i:]))
+            if cls is not None:
+                break
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        try:
+            exc = cls.__new__(cls)
+            exc.args = (info.message,)
+            str(exc)  # some classes' __str__ needs attributes __init__ would set
+            return exc
+        except Exception:
+            pass
+    return WorkflowFailedError(info.type, info.message)

@@ -1,0 +1,181 @@
+"""Engines and connections: one autocommit pool per database URL, explicit
+BEGIN/COMMIT for the few multi-statement transactions, retries through
+outages. Single-statement writes therefore cost exactly one round trip."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from .._config import display_url
+from .._errors import DatabaseUnreachableError
+
+log = logging.getLogger("wf")
+T = TypeVar("T")
+
+ISOLATION_SQL = {
+    "serializable": "SERIALIZABLE",
+    "repeatable_read": "REPEATABLE READ",
+    "read_committed": "READ COMMITTED",
+}
+
+
+def dialect_of(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the one writer; the busy timeout makes
+    # writers queue instead of failing at once.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str, pool_size: int = 20) -> Engine:
+    if dialect_of(url) == "sqlite":
+        engine = sa.create_engine(
+            url,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return sa.create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        connect_args={"connect_timeout": 10, "application_name": "wf"},
+    )
+
+
+def is_connection_error(e: BaseException) -> bool:
+    if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+        return True
+    if isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(e, ConnectionError | OSError)
+
+
+class Database:
+    """A pool of autocommit connections to one database, with outage retries.
+
+    ``outage_timeout``: how long an operation keeps retrying while the
+    database is unreachable (None: for ever, which is what a worker wants;
+    0: fail at once, which is what a CLI read wants)."""
+
+    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 20) -> None:
+        self.url = url
+        self.dialect = dialect_of(url)
+        self.engine = make_engine(url, pool_size)
+        self.outage_timeout = outage_timeout
+        self._texts: dict[str, sa.TextClause] = {}
+        self._lock = threading.Lock()
+
+    def text(self, sql: str) -> sa.TextClause:
+        t = self._texts.get(sql)
+        if t is None:
+            t = self._texts[sql] = sa.text(sql)
+        return t
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` again after a connection error, with backoff, until
+        ``outage_timeout`` runs out. Callers make ``fn`` safe to repeat."""
+        deadline = None if self.outage_timeout is None else time.monotonic() + self.outage_timeout
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                return fn()
+            except Exception as e:
+                if not is_connection_error(e):
+                    raise
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise DatabaseUnreachableError(
+                        f"cannot reach the database {display_url(self.url)}: {_first_line(e)}"
+                    ) from e
+                if not warned:
+                    log.warning("database %s unreachable, retrying: %s", display_url(self.url), _first_line(e))
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> sa.CursorResult[Any]:
+        """One statement, autocommitted (one round trip), retried through outages."""
+        stmt = self.text(sql)
+
+        def run() -> sa.CursorResult[Any]:
+            with self.engine.connect() as conn:
+                result = conn.execute(stmt, params or {})
+                if result.returns_rows:
+                    # materialize before the connection goes back to the pool
+                    rows = result.fetchall()
+                    return _Materialized(rows, result.rowcount)  # type: ignore[return-value]
+                return result
+
+        return self.retrying(run)
+
+    @contextlib.contextmanager
+    def transaction(self, isolation: str | None = None, read_only: bool = False) -> Iterator[Connection]:
+        """An explicit transaction. Not retried here: callers retry the whole block."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                begin = "BEGIN"
+                if isolation:
+                    begin += " ISOLATION LEVEL " + ISOLATION_SQL[isolation]
+                if read_only:
+                    begin += " READ ONLY"
+            else:
+                begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+            conn.exec_driver_sql(begin)
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.exec_driver_sql("ROLLBACK")
+                raise
+            else:
+                conn.exec_driver_sql("COMMIT")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class _Materialized:
+    """A fetched result that outlives its connection."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+def _first_line(e: BaseException) -> str:
+    orig = getattr(e, "orig", None) or e
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

@@ -1,0 +1,139 @@
+"""The versioned schema. Each migration is a list of DDL statements with
+``{s}`` for the schema prefix (``wf.`` on Postgres, nothing on SQLite) and a
+few per-dialect type placeholders. Append migrations; never edit a released one.
+
+Times are integer epoch milliseconds on both dialects: one format, cheap to
+compare and index, no time-zone drift between drivers."""
+
+from __future__ import annotations
+
+import re
+
+TYPES = {
+    "postgresql": {"serial_pk": "BIGSERIAL PRIMARY KEY"},
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+}
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the whole first schema
+    [
+        """CREATE TABLE {s}workflows (
+            workflow_id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            name TEXT NOT NULL,
+            inputs TEXT NOT NULL,
+            output TEXT,
+            error TEXT,
+            executor_id TEXT,
+            queue TEXT,
+            priority INTEGER NOT NULL DEFAULT 0,
+            dedup_id TEXT,
+            parent_workflow_id TEXT,
+            recovery_attempts INTEGER NOT NULL DEFAULT 0,
+            max_recovery_attempts INTEGER NOT NULL DEFAULT 50,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            started_at BIGINT,
+            deadline BIGINT,
+            timeout_ms BIGINT,
+            not_before BIGINT
+        )""",
+        "CREATE INDEX wf_workflows_created ON {s}workflows (created_at, workflow_id)",
+        "CREATE INDEX wf_workflows_status_created ON {s}workflows (status, created_at, workflow_id)",
+        "CREATE INDEX wf_workflows_name_created ON {s}workflows (name, created_at)",
+        "CREATE INDEX wf_workflows_parent ON {s}workflows (parent_workflow_id) WHERE parent_workflow_id IS NOT NULL",
+        # recovery looks only at in-flight rows: keep that index small
+        "CREATE INDEX wf_workflows_inflight ON {s}workflows (executor_id) WHERE status = 'PENDING'",
+        "CREATE INDEX wf_workflows_deadline ON {s}workflows (deadline) WHERE deadline IS NOT NULL AND status IN ('PENDING', 'ENQUEUED')",
+        # dequeue order; partial so it stays small however many rows have ended
+        "CREATE INDEX wf_workflows_queue ON {s}workflows (queue, status, priority, created_at) WHERE status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL",
+        "CREATE INDEX wf_workflows_queue_started ON {s}workflows (queue, started_at) WHERE queue IS NOT NULL",
+        "CREATE UNIQUE INDEX wf_workflows_dedup ON {s}workflows (queue, dedup_id) WHERE dedup_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+        """CREATE TABLE {s}steps (
+            workflow_id TEXT NOT NULL REFERENCES {s}workflows (workflow_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            output TEXT,
+            error TEXT,
+            child_workflow_id TEXT,
+            started_at BIGINT,
+            ended_at BIGINT,
+            PRIMARY KEY (workflow_id, position)
+        )""",
+        """CREATE TABLE {s}messages (
+            message_id {serial_pk},
+            destination_id TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            message TEXT NOT NULL,
+            idempotency_key TEXT,
+            created_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX wf_messages_dest ON {s}messages (destination_id, topic, message_id)",
+        "CREATE UNIQUE INDEX wf_messages_idem ON {s}messages (destination_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        # delivered idempotency keys stay here so a resend after delivery is still a no-op
+        """CREATE TABLE {s}message_keys (
+            destination_id TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            PRIMARY KEY (destination_id, idempotency_key)
+        )""",
+        """CREATE TABLE {s}events (
+            workflow_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (workflow_id, key)
+        )""",
+        """CREATE TABLE {s}logs (
+            log_id {serial_pk},
+            workflow_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            time BIGINT NOT NULL,
+            level TEXT NOT NULL,
+            step TEXT,
+            message TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX wf_logs_dedup ON {s}logs (workflow_id, position, seq)",
+        "CREATE INDEX wf_logs_time ON {s}logs (time)",
+        """CREATE TABLE {s}executors (
+            executor_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at BIGINT NOT NULL,
+            heartbeat_at BIGINT NOT NULL
+        )""",
+        """CREATE TABLE {s}queues (
+            name TEXT PRIMARY KEY,
+            concurrency INTEGER,
+            worker_concurrency INTEGER,
+            rate_limit_n INTEGER,
+            rate_limit_seconds DOUBLE PRECISION,
+            priority INTEGER NOT NULL DEFAULT 0,
+            updated_at BIGINT NOT NULL
+        )""",
+    ],
+]
+
+# Kept in the application database (the system database by default): written
+# inside the user's transaction so its effects and its recorded output commit
+# together.
+APP_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE {s}transaction_outputs (
+            workflow_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            output TEXT,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (workflow_id, position)
+        )""",
+    ],
+]
+
+LATEST_VERSION = len(MIGRATIONS)
+LATEST_APP_VERSION = len(APP_MIGRATIONS)
+
+
+def render(stmt: str, dialect: str) -> str:
+    values = {"s": "wf." if dialect == "postgresql" else "", **TYPES[dialect]}
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], stmt)
