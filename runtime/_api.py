@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import _executor
 from ._context import current
-from ._errors import ConfigurationError, WfError, WorkflowConflictError, WorkflowNotFoundError, _OwnershipLost
+from ._errors import (
+    ConfigurationError,
+    WfError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+    _OwnershipLost,
+)
 from ._executor import RecoveryResult, configure
 from ._handles import WorkflowHandle
 from ._loader import import_module
@@ -124,7 +130,15 @@ def _start(
     if parent is not None and pos is not None and not recorded:
         # the parent records the started child's ID (no result): replay gets the handle back
         ok = ex.sysdb.record_step(
-            parent.workflow_id, parent.executor_id, pos, spec.name, "child", None, None, now_ms(), child_workflow_id=wid
+            parent.workflow_id,
+            parent.executor_id,
+            pos,
+            spec.name,
+            "child",
+            None,
+            None,
+            now_ms(),
+            child_workflow_id=wid,
         )
         if not ok:
             rec = resolve_unrecorded(ex, parent, pos)
@@ -200,7 +214,13 @@ def list_workflows(
     if limit is not None and limit < 0 or offset < 0:
         raise ConfigurationError("limit and offset must be >= 0")
     rows = _executor.client().list_workflows(
-        statuses=statuses, name=name, queue=queue, since=_ms(since), until=_ms(until), limit=limit, offset=offset
+        statuses=statuses,
+        name=name,
+        queue=queue,
+        since=_ms(since),
+        until=_ms(until),
+        limit=limit,
+        offset=offset,
     )
     return [workflow_info(r) for r in rows]
 
@@ -242,13 +262,17 @@ def list_logs(
     if level is not None:
         min_level = _LEVELS.get(level.upper())
         if min_level is None:
-            raise ConfigurationError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+            raise ConfigurationError(
+                f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            )
     db = _executor.client()
     if workflow_id is not None and db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     rows = db.get_logs(workflow_id, min_level, _ms(since), after, limit)
     return [
-        LogRecord(workflow_id=w, time=_dt(t) or datetime.now(UTC), level=lv, step=st, message=m, seq=i)
+        LogRecord(
+            workflow_id=w, time=_dt(t) or datetime.now(UTC), level=lv, step=st, message=m, seq=i
+        )
         for i, w, t, lv, st, m in rows
     ]
 
@@ -297,9 +321,14 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
         return WorkflowHandle(workflow_id)
     spec = find_or_import_workflow(row.name)
     if spec is None:
-        raise ConfigurationError(f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}")
+        raise ConfigurationError(
+            f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
+        )
     ex = _executor.get()
-    if row.status in (Status.PENDING, Status.ENQUEUED) and row.executor_id not in (None, ex.executor_id):
+    if row.status in (Status.PENDING, Status.ENQUEUED) and row.executor_id not in (
+        None,
+        ex.executor_id,
+    ):
         executors = {r.executor_id: r for r in ex.sysdb.list_executors()}
         if not ex.is_dead(row.executor_id, executors):
             return WorkflowHandle(workflow_id)  # a live executor is running it
@@ -311,7 +340,12 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
 
 
 def restart(
-    id: str, /, from_step: int | None = None, workflow_id: str | None = None, *, detach: bool = False
+    id: str,
+    /,
+    from_step: int | None = None,
+    workflow_id: str | None = None,
+    *,
+    detach: bool = False,
 ) -> WorkflowHandle:
     """Run a recorded workflow again under a new ID with the same inputs,
     reusing the recorded results of calls before position ``from_step``
@@ -326,7 +360,9 @@ def restart(
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     spec = None if detach else find_or_import_workflow(row.name)
     if not detach and spec is None:
-        raise ConfigurationError(f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}")
+        raise ConfigurationError(
+            f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
+        )
     ex = None if detach else _executor.get()
     db = ex.sysdb if ex else db
     new_id = new_id or str(uuid.uuid4())
@@ -357,7 +393,9 @@ def recover(
         import_module(m)
         imported.append(m)
     ex = _executor.get()
-    result = ex.recover(executor_id=executor_id, include_live=include_live, import_missing=not modules)
+    result = ex.recover(
+        executor_id=executor_id, include_live=include_live, import_missing=not modules
+    )
     result.imported_modules[:0] = imported
     return result
 
@@ -385,7 +423,9 @@ def schema_status(database_url: str | None = None) -> SchemaStatus:
     db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
     try:
         db.ensure_reachable()
-        return SchemaStatus(_config.display_url(cfg.database_url), db.schema_version(), LATEST_VERSION)
+        return SchemaStatus(
+            _config.display_url(cfg.database_url), db.schema_version(), LATEST_VERSION
+        )
     finally:
         db.dispose()
 
@@ -411,7 +451,9 @@ def sleep(seconds: float) -> None:
         wake = float(loads(rec.output))
     else:
         wake = time.time() + max(0.0, seconds)
-        if not ex.sysdb.record_step(ctx.workflow_id, ctx.executor_id, pos, "sleep", "sleep", dumps(wake), None, now_ms()):
+        if not ex.sysdb.record_step(
+            ctx.workflow_id, ctx.executor_id, pos, "sleep", "sleep", dumps(wake), None, now_ms()
+        ):
             wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
     waiter = Waiter(("cancel", ctx.workflow_id))
     while True:
@@ -433,7 +475,9 @@ def _topic(topic: str | None) -> str:
     return "" if topic is None else str(topic)
 
 
-def send(destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None) -> None:
+def send(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> None:
     """Send a message to a workflow (exactly once from inside a workflow; once
     per ``idempotency_key`` from anywhere)."""
     payload = dumps(message)
@@ -453,9 +497,19 @@ def send(destination_id: str, message: Any, topic: str | None = None, idempotenc
         started = now_ms()
         try:
             with ex.sysdb.transaction() as conn:
-                ex.sysdb.insert_message(destination_id, _topic(topic), payload, idempotency_key, conn)
+                ex.sysdb.insert_message(
+                    destination_id, _topic(topic), payload, idempotency_key, conn
+                )
                 if not ex.sysdb.record_step(
-                    ctx.workflow_id, ctx.executor_id, pos, "send", "send", "null", None, started, conn=conn
+                    ctx.workflow_id,
+                    ctx.executor_id,
+                    pos,
+                    "send",
+                    "send",
+                    "null",
+                    None,
+                    started,
+                    conn=conn,
                 ):
                     raise _NotRecorded()
         except _NotRecorded:
@@ -487,7 +541,15 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
                 if msg is not None or time.monotonic() >= deadline:
                     out = msg if msg is not None else "null"
                     if not ex.sysdb.record_step(
-                        ctx.workflow_id, ctx.executor_id, pos, "recv", "recv", out, None, started, conn=conn
+                        ctx.workflow_id,
+                        ctx.executor_id,
+                        pos,
+                        "recv",
+                        "recv",
+                        out,
+                        None,
+                        started,
+                        conn=conn,
                     ):
                         raise _NotRecorded()
                     return loads(out)
@@ -515,7 +577,15 @@ def set_event(key: str, value: Any) -> None:
         with ex.sysdb.transaction() as conn:
             ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn)
             if not ex.sysdb.record_step(
-                ctx.workflow_id, ctx.executor_id, pos, "set_event", "event", "null", None, started, conn=conn
+                ctx.workflow_id,
+                ctx.executor_id,
+                pos,
+                "set_event",
+                "event",
+                "null",
+                None,
+                started,
+                conn=conn,
             ):
                 raise _NotRecorded()
     except _NotRecorded:
@@ -548,6 +618,8 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
         delay = min(delay * 2, 0.5)
     out = value if value is not None else "null"
     if ctx is not None and ex is not None:
-        if not ex.sysdb.record_step(ctx.workflow_id, ctx.executor_id, pos, "get_event", "event", out, None, started):
+        if not ex.sysdb.record_step(
+            ctx.workflow_id, ctx.executor_id, pos, "get_event", "event", out, None, started
+        ):
             return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "get_event", "event")
     return loads(out)

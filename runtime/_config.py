@@ -42,8 +42,15 @@ def resolve(database_url: str | None = None, app_database_url: str | None = None
         v = settings.get(key)
         return str(v) if v else None
 
-    url = database_url or os.environ.get("WF_DATABASE_URL") or setting("database_url") or DEFAULT_URL
-    app = app_database_url or os.environ.get("WF_APP_DATABASE_URL") or setting("app_database_url") or url
+    url = (
+        database_url or os.environ.get("WF_DATABASE_URL") or setting("database_url") or DEFAULT_URL
+    )
+    app = (
+        app_database_url
+        or os.environ.get("WF_APP_DATABASE_URL")
+        or setting("app_database_url")
+        or url
+    )
     return Config(normalize_url(url), normalize_url(app))
 
 
@@ -54,7 +61,9 @@ def normalize_url(url: str) -> str:
     """Check a URL's shape and give SQLAlchemy the driver we use (psycopg 3)."""
     m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", url)
     if not m:
-        raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: expected postgresql://… or sqlite:///…")
+        raise ConfigurationError(
+            f"malformed database URL {mask_url(url)!r}: expected postgresql://… or sqlite:///…"
+        )
     scheme = m.group(1).lower()
     base = scheme.split("+", 1)[0]
     if base not in _SCHEMES:
@@ -64,10 +73,14 @@ def normalize_url(url: str) -> str:
     rest = url[m.end() :]
     if base in ("postgresql", "postgres"):
         if not rest or rest.startswith("/") and len(rest) == 1:
-            raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: no host or database")
+            raise ConfigurationError(
+                f"malformed database URL {mask_url(url)!r}: no host or database"
+            )
         return "postgresql+psycopg://" + rest
     if base == "sqlite" and not rest.startswith("/"):
-        raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: use sqlite:///relative/path or sqlite:////abs/path")
+        raise ConfigurationError(
+            f"malformed database URL {mask_url(url)!r}: use sqlite:///relative/path or sqlite:////abs/path"
+        )
     return "sqlite://" + rest
 
 

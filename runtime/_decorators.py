@@ -66,11 +66,15 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
     except _OwnershipLost:
         outcome = _after_lost(ex, plan.ctx)
     if plan.parent is not None and plan.parent_position is not None:
-        record_child(ex, plan.parent, plan.parent_position, spec.name, plan.ctx.workflow_id, outcome)
+        record_child(
+            ex, plan.parent, plan.parent_position, spec.name, plan.ctx.workflow_id, outcome
+        )
     return outcome.result(plan.ctx.workflow_id)
 
 
-async def _call_workflow_async(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def _call_workflow_async(
+    spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     ex = _executor.get()
     plan = begin_workflow(ex, spec, args, kwargs)
     if isinstance(plan, Existing):
@@ -81,13 +85,17 @@ async def _call_workflow_async(spec: WorkflowSpec, args: tuple[Any, ...], kwargs
     except _OwnershipLost:
         outcome = await asyncio.to_thread(_after_lost, ex, plan.ctx)
     if plan.parent is not None and plan.parent_position is not None:
-        record_child(ex, plan.parent, plan.parent_position, spec.name, plan.ctx.workflow_id, outcome)
+        record_child(
+            ex, plan.parent, plan.parent_position, spec.name, plan.ctx.workflow_id, outcome
+        )
     return outcome.result(plan.ctx.workflow_id)
 
 
 def _after_lost(ex: _executor.Executor, ctx: WorkflowContext) -> Outcome:
     if ex.stopping.is_set():
-        raise WfError(f"wf shut down while workflow {ctx.workflow_id} was running; recovery will finish it")
+        raise WfError(
+            f"wf shut down while workflow {ctx.workflow_id} was running; recovery will finish it"
+        )
     # another executor adopted it: its result is ours to return
     return wait_outcome(ex.sysdb, ctx.workflow_id, None, ex)
 
@@ -109,7 +117,9 @@ def workflow(fn: Any = None, *, max_recovery_attempts: int = 50, name: str | Non
         raise ConfigurationError("max_recovery_attempts must be >= 0")
 
     def deco(f: F) -> F:
-        spec = WorkflowSpec(name or qualified_name(f), f, inspect.iscoroutinefunction(f), max_recovery_attempts)
+        spec = WorkflowSpec(
+            name or qualified_name(f), f, inspect.iscoroutinefunction(f), max_recovery_attempts
+        )
         register_workflow(spec)
         if spec.is_async:
 
@@ -132,7 +142,9 @@ def workflow(fn: Any = None, *, max_recovery_attempts: int = 50, name: str | Non
 # -- steps ----------------------------------------------------------------------------------
 
 
-def _check_policy(retries: int, interval: float, backoff: float, max_interval: float) -> RetryPolicy:
+def _check_policy(
+    retries: int, interval: float, backoff: float, max_interval: float
+) -> RetryPolicy:
     if retries < 0 or interval < 0 or backoff < 1 or max_interval < 0:
         raise ConfigurationError("step retries/interval must be >= 0 and backoff >= 1")
     return RetryPolicy(retries, interval, backoff, max_interval)
@@ -175,7 +187,9 @@ def step(
                     exc = e
                 finally:
                     ctx.in_step = None
-                return await asyncio.to_thread(step_record, ex, ctx, pos, sname, "step", started, value, exc)
+                return await asyncio.to_thread(
+                    step_record, ex, ctx, pos, sname, "step", started, value, exc
+                )
 
             return cast(F, _mark(awrapper, f, "step", sname))
 
@@ -233,12 +247,18 @@ ISOLATIONS = ("serializable", "repeatable_read", "read_committed")
 
 
 def transaction(
-    fn: Any = None, *, isolation: str = "serializable", read_only: bool = False, name: str | None = None
+    fn: Any = None,
+    *,
+    isolation: str = "serializable",
+    read_only: bool = False,
+    name: str | None = None,
 ) -> Any:
     """A database transaction in the application database, run exactly once
     inside a workflow: its output is recorded in the same commit."""
     if isolation not in ISOLATIONS:
-        raise ConfigurationError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
+        raise ConfigurationError(
+            f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}"
+        )
 
     def deco(f: F) -> F:
         tname = name or f.__qualname__

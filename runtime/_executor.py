@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -52,18 +53,24 @@ class Executor:
         concurrency: int | None = None,
     ) -> None:
         self.config = config
-        self.executor_id = executor_id or os.environ.get("WF_EXECUTOR_ID") or (
-            f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.executor_id = (
+            executor_id
+            or os.environ.get("WF_EXECUTOR_ID")
+            or (f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         )
         self.sysdb = SystemDatabase(config.database_url, outage_timeout=None)
         self.same_db = config.app_database_url == config.database_url
         self.appdb: SystemDatabase | AppDatabase = (
-            self.sysdb if self.same_db else AppDatabase(config.app_database_url, outage_timeout=None)
+            self.sysdb
+            if self.same_db
+            else AppDatabase(config.app_database_url, outage_timeout=None)
         )
         self.worker = worker
         self.queue_names = queues
         self.concurrency = concurrency
-        self.pool = ThreadPoolExecutor(max_workers=max(concurrency or 0, 256), thread_name_prefix="wf-workflow")
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(concurrency or 0, 256), thread_name_prefix="wf-workflow"
+        )
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, Future[Any]] = {}
@@ -142,7 +149,7 @@ class Executor:
                 return existing
             fut = self.pool.submit(run_background, self, spec, ctx, args, kwargs)
             self._running[workflow_id] = fut
-        fut.add_done_callback(lambda _f, wid=workflow_id: self._forget(wid, _f))
+        fut.add_done_callback(functools.partial(self._forget, workflow_id))
         return fut
 
     def _forget(self, workflow_id: str, fut: Future[Any]) -> None:
@@ -189,7 +196,9 @@ class Executor:
                     self.recover()
                     last_recovery = now
             except Exception as e:  # keep the executor alive through outages
-                log.warning("wf maintenance: %s", _config.mask_text(str(e), self.config.database_url))
+                log.warning(
+                    "wf maintenance: %s", _config.mask_text(str(e), self.config.database_url)
+                )
 
     def _cancel_expired(self) -> None:
         from ._api import cancel_in
@@ -248,7 +257,9 @@ class Executor:
                         continue
                 if spec is None:
                     # leave it for a process that has this code
-                    result.skipped.append((wid, f"function {row.name} is not registered in this process"))
+                    result.skipped.append(
+                        (wid, f"function {row.name} is not registered in this process")
+                    )
                     continue
                 if queue is not None and not import_missing:
                     # back on its queue, so its queue's limits still hold
@@ -308,9 +319,15 @@ def launch(
             if database_url or app_database_url:
                 cfg = _config.resolve(database_url, app_database_url)
                 if cfg.database_url != _executor.config.database_url:
-                    raise WfError("wf is already launched on another database; call wf.shutdown() first")
+                    raise WfError(
+                        "wf is already launched on another database; call wf.shutdown() first"
+                    )
             return
-        cfg = _config.resolve(database_url, app_database_url) if (database_url or app_database_url) else _config_now()
+        cfg = (
+            _config.resolve(database_url, app_database_url)
+            if (database_url or app_database_url)
+            else _config_now()
+        )
         ex = Executor(cfg, executor_id, worker=worker, queues=queues, concurrency=concurrency)
         try:
             ex.start()

@@ -56,7 +56,9 @@ def pid_alive(pid: int, started_at_ms: int | None = None) -> bool:
     return True
 
 
-def executor_alive(host: str, pid: int, started_at_ms: int, heartbeat_ms: int, stale_after: float) -> bool:
+def executor_alive(
+    host: str, pid: int, started_at_ms: int, heartbeat_ms: int, stale_after: float
+) -> bool:
     if time.time() * 1000 - heartbeat_ms > stale_after * 1000:
         return False
     if host == HOST:

@@ -44,21 +44,29 @@ def import_module(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
-            raise ConfigurationError(f"no module named {name!r} (is the current directory right?)") from e
-        raise ConfigurationError(f"importing module {name!r} failed: {type(e).__name__}: {e}") from e
+            raise ConfigurationError(
+                f"no module named {name!r} (is the current directory right?)"
+            ) from e
+        raise ConfigurationError(
+            f"importing module {name!r} failed: {type(e).__name__}: {e}"
+        ) from e
     except ConfigurationError:
         raise
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise ConfigurationError(f"importing module {name!r} failed: {type(e).__name__}: {e}") from e
+        raise ConfigurationError(
+            f"importing module {name!r} failed: {type(e).__name__}: {e}"
+        ) from e
 
 
 def load_target(target: str) -> tuple[ModuleType, Any]:
     """``MODULE:FUNCTION`` → (module, object)."""
     mod_name, sep, attr = target.rpartition(":")
     if not sep or not mod_name or not attr:
-        raise ConfigurationError(f"target {target!r} is not MODULE:FUNCTION (e.g. sample_apps.hello:greet)")
+        raise ConfigurationError(
+            f"target {target!r} is not MODULE:FUNCTION (e.g. sample_apps.hello:greet)"
+        )
     module = import_module(mod_name)
     obj: Any = module
     for part in attr.split("."):

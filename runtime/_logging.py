@@ -42,7 +42,13 @@ class DurableLogHandler(logging.Handler):
             message = str(record.msg)
         with contextlib.suppress(Exception):
             ex.sysdb.insert_log(
-                ctx.workflow_id, position, seq, int(record.created * 1000), record.levelname, step, message
+                ctx.workflow_id,
+                position,
+                seq,
+                int(record.created * 1000),
+                record.levelname,
+                step,
+                message,
             )
         self._fallback(record)
 
@@ -51,7 +57,11 @@ class DurableLogHandler(logging.Handler):
         # our handler hides logging's last resort: keep its stderr output when
         # the application configured no logging of its own
         root = logging.getLogger()
-        if not root.handlers and logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+        if (
+            not root.handlers
+            and logging.lastResort is not None
+            and record.levelno >= logging.lastResort.level
+        ):
             logging.lastResort.handle(record)
 
 

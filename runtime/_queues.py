@@ -3,6 +3,7 @@ queue's global concurrency and rate limit, takes them."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,15 @@ class Queue:
         return f"Queue({self.name!r})"
 
     def info(self) -> QueueInfo:
-        return QueueInfo(self.name, 0, 0, self.concurrency, self.worker_concurrency, self.rate_limit, self.priority)
+        return QueueInfo(
+            self.name,
+            0,
+            0,
+            self.concurrency,
+            self.worker_concurrency,
+            self.rate_limit,
+            self.priority,
+        )
 
     def enqueue(
         self,
@@ -73,8 +82,14 @@ class Queue:
         if priority is not None and not self.priority:
             raise ConfigurationError(f"queue {self.name!r} was not declared with priority=True")
         return _start(
-            fn, args, kwargs, workflow_id=workflow_id, queue=self.name,
-            priority=priority or 0, dedup_id=dedup_id, delay=delay,
+            fn,
+            args,
+            kwargs,
+            workflow_id=workflow_id,
+            queue=self.name,
+            priority=priority or 0,
+            dedup_id=dedup_id,
+            delay=delay,
         )
 
 
@@ -115,11 +130,18 @@ def _dequeue_loop(ex: Executor) -> None:
                 if q is not None and name not in published:
                     ex.sysdb.upsert_queue(q.info())
                     published.add(name)
-                limit = (q.worker_concurrency if q else None) or ex.concurrency or DEFAULT_WORKER_CONCURRENCY
+                limit = (
+                    (q.worker_concurrency if q else None)
+                    or ex.concurrency
+                    or DEFAULT_WORKER_CONCURRENCY
+                )
                 with lock:
                     free = limit - len(running.get(name, ()))
                 ids = ex.sysdb.dequeue(
-                    name, ex.executor_id, free, registered_names(),
+                    name,
+                    ex.executor_id,
+                    free,
+                    registered_names(),
                     concurrency=q.concurrency if q else None,
                     rate_limit=q.rate_limit if q else None,
                     priority=q.priority if q else True,
@@ -132,7 +154,11 @@ def _dequeue_loop(ex: Executor) -> None:
                     with lock:
                         running.setdefault(name, set()).add(wid)
                     fut = ex.load_and_submit(row, spec)
-                    fut.add_done_callback(lambda _f, n=name, w=wid: done(n, w))
+                    fut.add_done_callback(functools.partial(_done_cb, done, name, wid))
         except Exception as e:
             log.warning("wf queues: %s", e)
         _wake.wait(POLL_INTERVAL)
+
+
+def _done_cb(done: Any, queue: str, wid: str, _fut: Any) -> None:
+    done(queue, wid)

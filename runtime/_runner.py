@@ -64,7 +64,9 @@ class Outcome:
 # -- waiting ---------------------------------------------------------------------------
 
 
-def wait_outcome(sysdb: SystemDatabase, workflow_id: str, timeout: float | None, ex: Executor | None) -> Outcome:
+def wait_outcome(
+    sysdb: SystemDatabase, workflow_id: str, timeout: float | None, ex: Executor | None
+) -> Outcome:
     """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds."""
     from ._errors import AwaitTimeoutError
     from ._notify import Waiter
@@ -150,7 +152,9 @@ def begin_workflow(
             if rec.output is None and rec.error is None:  # recorded by wf.start: a handle
                 return Existing(cid, None, parent, parent_position, recorded=True)
             status = Status.ERROR if rec.error is not None else Status.SUCCESS
-            return Existing(cid, Outcome(status, rec.output, rec.error), parent, parent_position, recorded=True)
+            return Existing(
+                cid, Outcome(status, rec.output, rec.error), parent, parent_position, recorded=True
+            )
         if wid is None:
             wid = f"{parent.workflow_id}-{parent_position + 1}"
     if wid is None:
@@ -179,14 +183,18 @@ def begin_workflow(
                 f"workflow ID {wid!r} is already recorded for {row.name}, not {spec.name}"
             )
         return Existing(wid, None, parent, parent_position)
-    deadline = now_ms() + int(timeout * 1000) if timeout is not None and status == Status.PENDING else None
+    deadline = (
+        now_ms() + int(timeout * 1000) if timeout is not None and status == Status.PENDING else None
+    )
     ctx = WorkflowContext(
         workflow_id=wid, name=spec.name, executor_id=ex.executor_id, deadline_ms=deadline
     )
     return Started(ctx, parent, parent_position, inputs)
 
 
-def run_body(ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any) -> Outcome:
+def run_body(
+    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+) -> Outcome:
     """Run a sync workflow body in this thread and record how it ended."""
     token = current.set(ctx)
     try:
@@ -228,7 +236,9 @@ def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | 
     else:
         out = Outcome(Status.ERROR, error=dumps_error(exc), exc=exc)
     if out.status != Status.CANCELLED:
-        done = ex.sysdb.finish_workflow(ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error)
+        done = ex.sysdb.finish_workflow(
+            ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error
+        )
         if not done:
             row = ex.sysdb.get_outcome(ctx.workflow_id)
             if row is None or row[0] == Status.PENDING:
@@ -242,7 +252,9 @@ def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | 
     return out
 
 
-def run_background(ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any) -> None:
+def run_background(
+    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+) -> None:
     """Entry point of a workflow run in the executor's thread pool."""
     try:
         if spec.is_async:
@@ -257,7 +269,9 @@ def run_background(ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args:
         log.exception("wf: internal error running %s", ctx.workflow_id)
 
 
-def record_child(ex: Executor, parent: WorkflowContext, position: int, name: str, child_id: str, outcome: Outcome) -> None:
+def record_child(
+    ex: Executor, parent: WorkflowContext, position: int, name: str, child_id: str, outcome: Outcome
+) -> None:
     ok = ex.sysdb.record_step(
         parent.workflow_id,
         parent.executor_id,
@@ -276,7 +290,9 @@ def record_child(ex: Executor, parent: WorkflowContext, position: int, name: str
 # -- determinism and replay -----------------------------------------------------------------
 
 
-def check_determinism(ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: str) -> None:
+def check_determinism(
+    ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: str
+) -> None:
     if rec.name != name or rec.kind != kind:
         raise NonDeterminismError(
             f"workflow {ctx.workflow_id} position {position + 1}: recorded {rec.kind} {rec.name!r}, "
@@ -332,7 +348,9 @@ class RetryPolicy:
         return min(self.interval * (self.backoff**attempt), self.max_interval)
 
 
-def step_begin(ex: Executor, ctx: WorkflowContext, name: str, kind: str) -> tuple[int, StepRow | None]:
+def step_begin(
+    ex: Executor, ctx: WorkflowContext, name: str, kind: str
+) -> tuple[int, StepRow | None]:
     check_live(ex, ctx)
     pos = ctx.take_position()
     return pos, ctx.recorded_at(pos)
@@ -357,14 +375,18 @@ def step_record(
             output, error, exc = None, dumps_error(e), e
     else:
         output, error = None, dumps_error(exc)
-    if not ex.sysdb.record_step(ctx.workflow_id, ctx.executor_id, pos, name, kind, output, error, started):
+    if not ex.sysdb.record_step(
+        ctx.workflow_id, ctx.executor_id, pos, name, kind, output, error, started
+    ):
         return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
     if exc is not None:
         raise exc
     return loads(output)
 
 
-def run_with_retries(ex: Executor | None, policy: RetryPolicy, name: str, call: Callable[[], Any]) -> Any:
+def run_with_retries(
+    ex: Executor | None, policy: RetryPolicy, name: str, call: Callable[[], Any]
+) -> Any:
     attempt = 0
     while True:
         try:
@@ -373,8 +395,14 @@ def run_with_retries(ex: Executor | None, policy: RetryPolicy, name: str, call: 
             if attempt >= policy.retries or isinstance(e, WfError):
                 raise
             delay = policy.delay(attempt)
-            log.warning("wf: step %s failed (attempt %d of %d), retrying in %.3gs: %s",
-                        name, attempt + 1, policy.retries + 1, delay, e)
+            log.warning(
+                "wf: step %s failed (attempt %d of %d), retrying in %.3gs: %s",
+                name,
+                attempt + 1,
+                policy.retries + 1,
+                delay,
+                e,
+            )
             if ex is not None and ex.stopping.wait(delay):
                 raise _OwnershipLost() from None
             if ex is None:
@@ -438,7 +466,15 @@ def run_transaction(
                 output = dumps(value)
                 if ctx is not None and in_commit:
                     if not ex.sysdb.record_step(
-                        ctx.workflow_id, ctx.executor_id, pos, name, "transaction", output, None, started, conn=conn
+                        ctx.workflow_id,
+                        ctx.executor_id,
+                        pos,
+                        name,
+                        "transaction",
+                        output,
+                        None,
+                        started,
+                        conn=conn,
                     ):
                         raise _NotRecorded()
                 elif ctx is not None and not ex.same_db:

@@ -40,7 +40,10 @@ def _enc(value: Any, depth: int) -> Any:
     if t is dict:
         if all(type(k) is str for k in value) and _TAG not in value:
             return {k: _enc(v, depth + 1) for k, v in value.items()}
-        return {_TAG: "dict", "v": [[_enc(k, depth + 1), _enc(v, depth + 1)] for k, v in value.items()]}
+        return {
+            _TAG: "dict",
+            "v": [[_enc(k, depth + 1), _enc(v, depth + 1)] for k, v in value.items()],
+        }
     if t is tuple:
         return {_TAG: "tuple", "v": [_enc(v, depth + 1) for v in value]}
     if isinstance(value, _dt.datetime):
@@ -61,12 +64,16 @@ def _enc(value: Any, depth: int) -> Any:
         return {_TAG: "set", "v": [_enc(v, depth + 1) for v in value]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
-        fields = {f.name: _enc(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: _enc(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value)
+        }
         return {_TAG: "dataclass", "cls": f"{_module_of(cls)}:{cls.__qualname__}", "v": fields}
     if isinstance(value, list | dict | str | int | float):  # subclasses: store as the base type
-        base = next(b for b in (bool, int, float, str, list, dict) if isinstance(value, b))
+        base: Any = next(b for b in (bool, int, float, str, list, dict) if isinstance(value, b))
         return _enc(base(value), depth)
-    raise SerializationError(f"cannot store a value of type {t.__module__}.{t.__qualname__}: {_short(value)}")
+    raise SerializationError(
+        f"cannot store a value of type {t.__module__}.{t.__qualname__}: {_short(value)}"
+    )
 
 
 def _module_of(cls: type) -> str:
@@ -120,8 +127,8 @@ def _dec(value: Any) -> Any:
         return float(v)
     if tag == "dataclass":
         fields = {k: _dec(x) for k, x in v.items()}
-        cls = _loaded_class(value.get("cls", ""))
-        if cls is not None and dataclasses.is_dataclass(cls):
+        cls: Any = _loaded_class(value.get("cls", ""))
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
             try:
                 return cls(**fields)
             except TypeError:
@@ -134,7 +141,9 @@ def _loaded_class(path: str) -> Any:
     """The class at ``module:qualname`` if that module is already imported."""
     mod_name, _, qual = path.partition(":")
     obj: Any = sys.modules.get(mod_name)
-    if obj is None and mod_name == getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None):
+    if obj is None and mod_name == getattr(
+        getattr(sys.modules.get("__main__"), "__spec__", None), "name", None
+    ):
         obj = sys.modules["__main__"]
     for part in qual.split("."):
         if obj is None:

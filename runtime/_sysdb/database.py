@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
@@ -183,12 +184,14 @@ class SystemDatabase(_Base):
                 max_recovery_attempts=max_recovery_attempts,
                 now=now,
                 started_at=now if status == "PENDING" else None,
-                deadline=now + timeout_ms if timeout_ms is not None and status == "PENDING" else None,
+                deadline=now + timeout_ms
+                if timeout_ms is not None and status == "PENDING"
+                else None,
                 timeout_ms=timeout_ms,
                 not_before=now + int(delay * 1000) if delay else None,
             )
-        except sa_exc.IntegrityError as e:
-            if dedup_id is not None and "dedup" in str(e).lower() or "unique" in str(e).lower():
+        except (sa_exc.IntegrityError, psycopg.IntegrityError):
+            if dedup_id is not None:
                 raise QueueDedupError(
                     f"a workflow with dedup_id {dedup_id!r} is already enqueued or running on queue {queue!r}"
                 ) from None
@@ -217,7 +220,9 @@ class SystemDatabase(_Base):
         )
         return bool(result.rowcount)
 
-    def claim_workflow(self, workflow_id: str, old_executor_id: str, executor_id: str) -> tuple[int, int] | None:
+    def claim_workflow(
+        self, workflow_id: str, old_executor_id: str, executor_id: str
+    ) -> tuple[int, int] | None:
         """Atomically adopt a workflow from ``old_executor_id``: (attempts, max) or None if lost."""
         row = self.run(
             "claim_workflow",
@@ -229,12 +234,17 @@ class SystemDatabase(_Base):
         return (int(row[0]), int(row[1])) if row else None
 
     def mark_retries_exceeded(self, workflow_id: str, executor_id: str) -> None:
-        self.run("mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms())
+        self.run(
+            "mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms()
+        )
 
     def requeue_workflow(self, workflow_id: str, old_executor_id: str) -> bool:
         return bool(
             self.run(
-                "requeue_workflow", workflow_id=workflow_id, old_executor_id=old_executor_id, now=now_ms()
+                "requeue_workflow",
+                workflow_id=workflow_id,
+                old_executor_id=old_executor_id,
+                now=now_ms(),
             ).rowcount
         )
 
@@ -265,7 +275,13 @@ class SystemDatabase(_Base):
         )
 
     def insert_restart(
-        self, row: WorkflowRow, new_id: str, *, executor_id: str | None, queue: str | None, copy_before: int
+        self,
+        row: WorkflowRow,
+        new_id: str,
+        *,
+        executor_id: str | None,
+        queue: str | None,
+        copy_before: int,
     ) -> bool:
         """A new workflow with ``row``'s function and inputs and its calls
         before ``copy_before`` (0-based), in one transaction."""
@@ -327,7 +343,9 @@ class SystemDatabase(_Base):
             else:  # the bare function name: match the qualname after the colon
                 where.append("(name = :name OR name LIKE :name_suffix ESCAPE '\\')")
                 params["name"] = name
-                params["name_suffix"] = "%:" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params["name_suffix"] = "%:" + name.replace("\\", "\\\\").replace(
+                    "%", "\\%"
+                ).replace("_", "\\_")
         if queue:
             where.append("queue = :queue")
             params["queue"] = queue
@@ -358,7 +376,7 @@ class SystemDatabase(_Base):
                 sql += " LIMIT -1" if self.dialect == "sqlite" else ""
             sql += " OFFSET :offset"
             params["offset"] = offset
-        return [WorkflowRow(*r) for r in self.execute(sql, params)]
+        return [WorkflowRow(*tuple(r)) for r in self.execute(sql, params)]
 
     # -- steps ---------------------------------------------------------------------
 
@@ -401,7 +419,9 @@ class SystemDatabase(_Base):
         return StepRow(*row) if row else None
 
     def copy_steps(self, workflow_id: str, new_workflow_id: str, before: int) -> None:
-        self.run("copy_steps", workflow_id=workflow_id, new_workflow_id=new_workflow_id, before=before)
+        self.run(
+            "copy_steps", workflow_id=workflow_id, new_workflow_id=new_workflow_id, before=before
+        )
 
     # -- executors -------------------------------------------------------------------
 
@@ -417,7 +437,14 @@ class SystemDatabase(_Base):
     # -- logs --------------------------------------------------------------------------
 
     def insert_log(
-        self, workflow_id: str, position: int, seq: int, time_ms: int, level: str, step: str | None, message: str
+        self,
+        workflow_id: str,
+        position: int,
+        seq: int,
+        time_ms: int,
+        level: str,
+        step: str | None,
+        message: str,
     ) -> None:
         self.run(
             "insert_log",
@@ -462,11 +489,13 @@ class SystemDatabase(_Base):
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
-        return [tuple(r) for r in self.execute(sql, params)]  # type: ignore[misc]
+        return [tuple(r) for r in self.execute(sql, params)]
 
     # -- events -------------------------------------------------------------------------
 
-    def set_event(self, workflow_id: str, key: str, value: str, conn: Connection | None = None) -> None:
+    def set_event(
+        self, workflow_id: str, key: str, value: str, conn: Connection | None = None
+    ) -> None:
         params = dict(workflow_id=workflow_id, key=key, value=value, now=now_ms())
         if conn is not None:
             conn.execute(self.text(self.q("set_event")), params)
@@ -474,12 +503,18 @@ class SystemDatabase(_Base):
             self.run("set_event", **params)
 
     def get_event(self, workflow_id: str, key: str) -> str | None:
-        return self.run("get_event", workflow_id=workflow_id, key=key).scalar()  # type: ignore[no-any-return]
+        value = self.run("get_event", workflow_id=workflow_id, key=key).scalar()
+        return None if value is None else str(value)
 
     # -- messages -------------------------------------------------------------------------
 
     def insert_message(
-        self, destination_id: str, topic: str, message: str, idempotency_key: str | None, conn: Connection
+        self,
+        destination_id: str,
+        topic: str,
+        message: str,
+        idempotency_key: str | None,
+        conn: Connection,
     ) -> bool:
         """Queue a message; False when its idempotency key was seen before."""
         if idempotency_key is not None:
@@ -510,7 +545,6 @@ class SystemDatabase(_Base):
         conn.execute(self.text(self.q("delete_message")), dict(message_id=row[0]))
         return str(row[1])
 
-
     # -- queues ------------------------------------------------------------------------------
 
     def dequeue(
@@ -540,27 +574,37 @@ class SystemDatabase(_Base):
             if self.dialect == "postgresql" and (concurrency is not None or rate_limit is not None):
                 conn.execute(self.text(self.q("queue_lock")), {"queue": queue})
             if concurrency is not None:
-                running = conn.execute(self.text(self.q("queue_running")), {"queue": queue}).scalar() or 0
+                running = (
+                    conn.execute(self.text(self.q("queue_running")), {"queue": queue}).scalar() or 0
+                )
                 n = min(n, concurrency - int(running))
             if rate_limit is not None:
                 since = now - int(rate_limit[1] * 1000)
-                started = conn.execute(
-                    self.text(self.q("queue_started_since")), {"queue": queue, "since": since}
-                ).scalar() or 0
+                started = (
+                    conn.execute(
+                        self.text(self.q("queue_started_since")), {"queue": queue, "since": since}
+                    ).scalar()
+                    or 0
+                )
                 n = min(n, rate_limit[0] - int(started))
             if n <= 0:
                 return []
-            ids = [r[0] for r in conn.execute(candidates, {"queue": queue, "now": now, "names": names, "n": n})]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    candidates, {"queue": queue, "now": now, "names": names, "n": n}
+                )
+            ]
             for wid in ids:
                 if conn.execute(
-                    self.text(self.q("queue_take")), {"workflow_id": wid, "executor_id": executor_id, "now": now}
+                    self.text(self.q("queue_take")),
+                    {"workflow_id": wid, "executor_id": executor_id, "now": now},
                 ).rowcount:
                     taken.append(wid)
         return taken
 
     def queue_names(self) -> list[str]:
         return [r[0] for r in self.run("queue_names")]
-
 
     def upsert_queue(self, q: QueueInfo) -> None:
         self.run(
@@ -582,12 +626,19 @@ class SystemDatabase(_Base):
         for name, conc, wconc, rl_n, rl_s, prio in self.run("list_queues"):
             c = counts.get(name, {})
             out[name] = QueueInfo(
-                name, c.get("ENQUEUED", 0), c.get("PENDING", 0), conc, wconc,
-                (int(rl_n), float(rl_s)) if rl_n is not None else None, bool(prio),
+                name,
+                c.get("ENQUEUED", 0),
+                c.get("PENDING", 0),
+                conc,
+                wconc,
+                (int(rl_n), float(rl_s)) if rl_n is not None else None,
+                bool(prio),
             )
         for name, c in counts.items():
             if name not in out:
-                out[name] = QueueInfo(name, c.get("ENQUEUED", 0), c.get("PENDING", 0), None, None, None, False)
+                out[name] = QueueInfo(
+                    name, c.get("ENQUEUED", 0), c.get("PENDING", 0), None, None, None, False
+                )
         return [out[k] for k in sorted(out)]
 
 
@@ -600,7 +651,9 @@ class AppDatabase(_Base):
     version_table = "app_schema_version"
     migrations = schema.APP_MIGRATIONS
 
-    def insert_tx_output(self, conn: Connection, workflow_id: str, position: int, output: str | None) -> bool:
+    def insert_tx_output(
+        self, conn: Connection, workflow_id: str, position: int, output: str | None
+    ) -> bool:
         try:
             with conn.begin_nested():
                 conn.execute(

@@ -37,7 +37,9 @@ Q: dict[str, str] = {
             :parent_workflow_id, 0, :max_recovery_attempts, :now, :now, :started_at, :deadline,
             :timeout_ms, :not_before)
         ON CONFLICT (workflow_id) DO NOTHING""",
-    "get_workflow": "SELECT " + WORKFLOW_COLUMNS + " FROM {s}workflows WHERE workflow_id = :workflow_id",
+    "get_workflow": "SELECT "
+    + WORKFLOW_COLUMNS
+    + " FROM {s}workflows WHERE workflow_id = :workflow_id",
     "get_outcome": "SELECT status, output, error FROM {s}workflows WHERE workflow_id = :workflow_id",
     "finish_workflow": """
         UPDATE {s}workflows SET status = :status, output = :output, error = :error, updated_at = :now
