@@ -21,7 +21,7 @@ from ._errors import (
 from ._executor import RecoveryResult, configure
 from ._handles import WorkflowHandle
 from ._loader import import_module
-from ._notify import Waiter, notify_local
+from ._notify import Waiter, ensure_listener, notify_local, wake_key
 from ._records import LogRecord, QueueInfo, SchemaStatus, Status, StepInfo, WorkflowInfo
 from ._registry import WorkflowSpec, find_or_import_workflow
 from ._runner import (
@@ -294,8 +294,8 @@ def cancel_in(db: SystemDatabase, workflow_id: str) -> None:
             continue
         seen.add(wid)
         db.cancel_workflow(wid)
-        notify_local(("workflow", wid))
-        notify_local(("cancel", wid))
+        notify_local(wake_key("w", wid))
+        notify_local(wake_key("c", wid))
         todo.extend(db.children_of(wid))
 
 
@@ -455,7 +455,7 @@ def sleep(seconds: float) -> None:
             ctx.workflow_id, ctx.executor_id, pos, "sleep", "sleep", dumps(wake), None, now_ms()
         ):
             wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
-    waiter = Waiter(("cancel", ctx.workflow_id))
+    waiter = Waiter(wake_key("c", ctx.workflow_id))
     while True:
         waiter.arm()
         remaining = wake - time.time()
@@ -515,7 +515,7 @@ def send(
         except _NotRecorded:
             replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "send", "send")
             return
-    notify_local(("msg", destination_id, _topic(topic)))
+    notify_local(wake_key("m", destination_id, _topic(topic)))
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
@@ -530,8 +530,9 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
         return replay(ctx, pos, rec, "recv", "recv")
     started = now_ms()
     t = _topic(topic)
+    ensure_listener(ex.sysdb.url)
     deadline = time.monotonic() + max(0.0, timeout)
-    waiter = Waiter(("msg", ctx.workflow_id, t))
+    waiter = Waiter(wake_key("m", ctx.workflow_id, t))
     delay = 0.005
     while True:
         waiter.arm()
@@ -591,7 +592,7 @@ def set_event(key: str, value: Any) -> None:
     except _NotRecorded:
         replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "set_event", "event")
         return
-    notify_local(("event", ctx.workflow_id, str(key)))
+    notify_local(wake_key("e", ctx.workflow_id, str(key)))
 
 
 def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
@@ -606,8 +607,9 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
         if rec is not None:
             return replay(ctx, pos, rec, "get_event", "event")
     started = now_ms()
+    ensure_listener(db.url)
     deadline = time.monotonic() + max(0.0, timeout)
-    waiter = Waiter(("event", workflow_id, str(key)))
+    waiter = Waiter(wake_key("e", workflow_id, str(key)))
     delay = 0.005
     while True:
         waiter.arm()

@@ -87,6 +87,9 @@ class Executor:
             self.appdb.ensure_reachable()
             self.appdb.migrate()
         self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
+        from ._notify import ensure_listener
+
+        ensure_listener(self.sysdb.url)
         self._spawn(self._maintenance_loop, "wf-maintenance")
         from . import _queues, _schedules
 
@@ -348,6 +351,9 @@ def shutdown() -> None:
         ex.stop()
     if client is not None:
         client.dispose()
+    from ._notify import stop_listeners
+
+    stop_listeners()
 
 
 def get() -> Executor:

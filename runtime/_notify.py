@@ -1,20 +1,42 @@
-"""Waking waiters (result(), recv, get_event) when what they wait for happens.
+"""Waking waiters (result(), recv, get_event, dequeuers) when what they wait
+for happens.
 
-In-process events wake at once. Across processes the waiter re-checks the
-database with a short backoff (capped at 1 s)."""
+A wake-up key is ``kind:md5(parts)``, computed the same way here and by the
+Postgres triggers (so IDs of any length fit a NOTIFY payload). In-process
+events wake at once; on Postgres a listener thread turns ``NOTIFY wf`` into
+the same local wake-ups, so waiters in other processes wake at once too.
+Waiters still re-check the database with a backoff capped at 1 s, so a lost
+notification (a dropped connection) costs latency, never correctness."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import threading
-from collections.abc import Hashable
+import time
+
+log = logging.getLogger("wf")
 
 _cond = threading.Condition()
-_versions: dict[Hashable, int] = {}
+_versions: dict[str, int] = {}
+_epoch = 0  # bumped when notifications may have been missed: wakes everyone
 
 
-def notify_local(key: Hashable) -> None:
+def wake_key(kind: str, *parts: str) -> str:
+    return kind + ":" + hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def notify_local(key: str) -> None:
     with _cond:
         _versions[key] = _versions.get(key, 0) + 1
+        _cond.notify_all()
+
+
+def notify_everyone() -> None:
+    global _epoch
+    with _cond:
+        _epoch += 1
         _cond.notify_all()
 
 
@@ -22,14 +44,87 @@ class Waiter:
     """Arm before checking the database, then wait: a wake-up that lands in
     between is not lost."""
 
-    def __init__(self, key: Hashable) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.version = 0
+        self.version = (0, 0)
+
+    def _now(self) -> tuple[int, int]:
+        return (_versions.get(self.key, 0), _epoch)
 
     def arm(self) -> None:
         with _cond:
-            self.version = _versions.get(self.key, 0)
+            self.version = self._now()
 
     def wait(self, timeout: float) -> None:
         with _cond:
-            _cond.wait_for(lambda: _versions.get(self.key, 0) != self.version, timeout)
+            _cond.wait_for(lambda: self._now() != self.version, timeout)
+
+
+# -- Postgres LISTEN ---------------------------------------------------------------------
+
+_listeners: dict[str, _Listener] = {}
+_listeners_lock = threading.Lock()
+
+
+class _Listener:
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="wf-listen", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        delay = 0.1
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("LISTEN wf")
+                    delay = 0.1
+                    self.ready.set()
+                    notify_everyone()  # anything sent while we were away
+                    while not self.stop.is_set():
+                        for n in conn.notifies(timeout=1.0):
+                            notify_local(n.payload)
+                            if n.payload[:2] in ("q:", "w:"):  # new work, or a freed slot
+                                from ._queues import wake_dequeuers
+
+                                wake_dequeuers()
+            except Exception as e:
+                if self.stop.is_set():
+                    return
+                log.debug("wf listener: %s", e)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def ensure_listener(url: str) -> None:
+    """Start (once per database) the thread that relays Postgres notifications."""
+    if not url.startswith("postgresql"):
+        return
+    with _listeners_lock:
+        if url in _listeners and _listeners[url].thread.is_alive():
+            return
+        import sqlalchemy as sa
+
+        conninfo = (
+            sa.engine.make_url(url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        listener = _listeners[url] = _Listener(conninfo)
+    listener.ready.wait(2.0)
+
+
+def stop_listeners() -> None:
+    with _listeners_lock:
+        items = list(_listeners.values())
+        _listeners.clear()
+    for lst in items:
+        lst.stop.set()
+    deadline = time.monotonic() + 2
+    for lst in items:
+        with contextlib.suppress(Exception):
+            lst.thread.join(max(0.0, deadline - time.monotonic()))

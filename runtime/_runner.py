@@ -69,11 +69,12 @@ def wait_outcome(
 ) -> Outcome:
     """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds."""
     from ._errors import AwaitTimeoutError
-    from ._notify import Waiter
+    from ._notify import Waiter, ensure_listener, wake_key
 
+    ensure_listener(sysdb.url)
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.002
-    waiter = Waiter(("workflow", workflow_id))
+    waiter = Waiter(wake_key("w", workflow_id))
     while True:
         waiter.arm()
         out = sysdb.get_outcome(workflow_id)
@@ -246,9 +247,9 @@ def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | 
             if row[0] != out.status or row[0] == Status.CANCELLED:
                 out = Outcome(row[0], row[1], row[2])
     ex.notify_ended()
-    from ._notify import notify_local
+    from ._notify import notify_local, wake_key
 
-    notify_local(("workflow", ctx.workflow_id))
+    notify_local(wake_key("w", ctx.workflow_id))
     return out
 
 

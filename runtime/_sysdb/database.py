@@ -137,8 +137,8 @@ class _Base(Database):
                 if row is None:
                     conn.execute(sa.text(self.q("insert_version")), {"v": 0})
                 for version in range(current + 1, len(self.migrations) + 1):
-                    for stmt in self.migrations[version - 1]:
-                        conn.exec_driver_sql(schema.render(stmt, self.dialect))
+                    for stmt in schema.statements(self.migrations[version - 1], self.dialect):
+                        conn.exec_driver_sql(stmt)
                     conn.execute(sa.text(self.q("set_version")), {"v": version})
                 return len(self.migrations)
 

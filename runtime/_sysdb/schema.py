@@ -14,6 +14,8 @@ TYPES = {
     "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"},
 }
 
+PG_ONLY = "--postgresql\n"
+
 MIGRATIONS: list[list[str]] = [
     # 1: the whole first schema
     [
@@ -112,6 +114,45 @@ MIGRATIONS: list[list[str]] = [
             priority INTEGER NOT NULL DEFAULT 0,
             updated_at BIGINT NOT NULL
         )""",
+        # Postgres only (PG_ONLY prefix): NOTIFY waiters in every process when
+        # a workflow ends or is enqueued, a message arrives, an event is set.
+        # Payloads are md5 digests, so IDs of any length fit.
+        PG_ONLY
+        + """CREATE FUNCTION {s}notify_workflow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status THEN
+                IF NEW.status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'RETRIES_EXCEEDED') THEN
+                    PERFORM pg_notify('wf', 'w:' || md5(NEW.workflow_id));
+                    IF NEW.status = 'CANCELLED' THEN
+                        PERFORM pg_notify('wf', 'c:' || md5(NEW.workflow_id));
+                    END IF;
+                ELSIF NEW.status = 'ENQUEUED' AND NEW.queue IS NOT NULL THEN
+                    PERFORM pg_notify('wf', 'q:' || md5(NEW.queue));
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE TRIGGER wf_workflows_notify AFTER INSERT OR UPDATE OF status ON {s}workflows
+        FOR EACH ROW EXECUTE FUNCTION {s}notify_workflow()""",
+        PG_ONLY
+        + """CREATE FUNCTION {s}notify_message() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('wf', 'm:' || md5(NEW.destination_id || chr(31) || NEW.topic));
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE TRIGGER wf_messages_notify AFTER INSERT ON {s}messages
+        FOR EACH ROW EXECUTE FUNCTION {s}notify_message()""",
+        PG_ONLY
+        + """CREATE FUNCTION {s}notify_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('wf', 'e:' || md5(NEW.workflow_id || chr(31) || NEW.key));
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE TRIGGER wf_events_notify AFTER INSERT OR UPDATE ON {s}events
+        FOR EACH ROW EXECUTE FUNCTION {s}notify_event()""",
     ],
 ]
 
@@ -132,6 +173,18 @@ APP_MIGRATIONS: list[list[str]] = [
 
 LATEST_VERSION = len(MIGRATIONS)
 LATEST_APP_VERSION = len(APP_MIGRATIONS)
+
+
+def statements(migration: list[str], dialect: str) -> list[str]:
+    """The migration's statements for ``dialect``, rendered."""
+    out = []
+    for stmt in migration:
+        if stmt.startswith(PG_ONLY):
+            if dialect != "postgresql":
+                continue
+            stmt = stmt[len(PG_ONLY) :]
+        out.append(render(stmt, dialect))
+    return out
 
 
 def render(stmt: str, dialect: str) -> str:
