@@ -105,9 +105,16 @@ def _start(
     spec = _spec_of(fn)
     if timeout is not None and timeout <= 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
-    ex = _executor.get()
+    # enqueueing from outside a workflow needs no executor here: a worker runs it
+    ex = (
+        _executor.get()
+        if queue is None or current.get() is not None
+        else _executor.current_or_none()
+    )
+    sysdb = ex.sysdb if ex is not None else _executor.client()
     plan = begin_workflow(
-        ex,
+        sysdb,
+        ex.executor_id if ex is not None else None,
         spec,
         args,
         kwargs,
@@ -125,9 +132,11 @@ def _start(
         wid = plan.ctx.workflow_id
         parent, pos, recorded = plan.parent, plan.parent_position, False
         if queue is None:
+            assert ex is not None
             a, kw = plan.decoded_args()
             ex.submit(spec, wid, a, kw, None, deadline_ms=plan.ctx.deadline_ms)
     if parent is not None and pos is not None and not recorded:
+        assert ex is not None
         # the parent records the started child's ID (no result): replay gets the handle back
         ok = ex.sysdb.record_step(
             parent.workflow_id,

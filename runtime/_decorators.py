@@ -57,7 +57,7 @@ def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:
 
 def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ex = _executor.get()
-    plan = begin_workflow(ex, spec, args, kwargs)
+    plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
     if isinstance(plan, Existing):
         return _finish_existing(ex, spec, plan)
     a, kw = plan.decoded_args()
@@ -76,7 +76,7 @@ async def _call_workflow_async(
     spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     ex = _executor.get()
-    plan = begin_workflow(ex, spec, args, kwargs)
+    plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
     if isinstance(plan, Existing):
         return await asyncio.to_thread(_finish_existing, ex, spec, plan)
     a, kw = plan.decoded_args()

@@ -51,8 +51,10 @@ class Executor:
         worker: bool = False,
         queues: list[str] | None = None,
         concurrency: int | None = None,
+        recovery: bool = True,
     ) -> None:
         self.config = config
+        self.recovery_enabled = recovery
         self.executor_id = (
             executor_id
             or os.environ.get("WF_EXECUTOR_ID")
@@ -95,9 +97,10 @@ class Executor:
 
         _queues.start_workers(self)
         _schedules.start_scheduler(self)
-        # recover at launch, including workflows left under our own ID by a
-        # previous process that had the same fixed WF_EXECUTOR_ID
-        self._spawn(lambda: self.recover(include_own=True), "wf-launch-recovery")
+        if self.recovery_enabled:
+            # recover at launch, including workflows left under our own ID by
+            # a previous process that had the same fixed WF_EXECUTOR_ID
+            self._spawn(lambda: self.recover(include_own=True), "wf-launch-recovery")
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -195,7 +198,7 @@ class Executor:
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
                     last_beat = now
-                if now - last_recovery >= RECOVERY_INTERVAL:
+                if self.recovery_enabled and now - last_recovery >= RECOVERY_INTERVAL:
                     self.recover()
                     last_recovery = now
             except Exception as e:  # keep the executor alive through outages
@@ -314,8 +317,14 @@ def launch(
     queues: list[str] | None = None,
     concurrency: int | None = None,
     worker: bool = False,
+    recovery: bool = True,
 ) -> None:
-    """Start this process's executor: migrations, heartbeats, recovery, queues, schedules."""
+    """Start this process's executor: migrations, heartbeats, recovery, queues, schedules.
+
+    ``queues``: None serves the queues this process declares (every queue in
+    the database with ``worker``); a list serves exactly those; [] none.
+    ``recovery=False`` adopts no other executor's workflows (for one-shot
+    commands that should not take work they will not stay up to finish)."""
     global _executor
     with _lock:
         if _executor is not None:
@@ -331,7 +340,14 @@ def launch(
             if (database_url or app_database_url)
             else _config_now()
         )
-        ex = Executor(cfg, executor_id, worker=worker, queues=queues, concurrency=concurrency)
+        ex = Executor(
+            cfg,
+            executor_id,
+            worker=worker,
+            queues=queues,
+            concurrency=concurrency,
+            recovery=recovery,
+        )
         try:
             ex.start()
         except BaseException:

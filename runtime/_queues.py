@@ -104,10 +104,10 @@ def start_workers(ex: Executor) -> None:
 
 
 def _served(ex: Executor) -> list[str]:
+    if ex.queue_names is not None:
+        return sorted(set(ex.queue_names))
     names = set(_declared)
-    if ex.queue_names:
-        names = set(ex.queue_names) if ex.worker else names | set(ex.queue_names)
-    elif ex.worker:
+    if ex.worker:
         names |= set(ex.sysdb.queue_names())
     return sorted(names)
 

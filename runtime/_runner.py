@@ -124,7 +124,8 @@ def encode_inputs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> 
 
 
 def begin_workflow(
-    ex: Executor,
+    sysdb: SystemDatabase,
+    executor_id: str | None,
     spec: WorkflowSpec,
     args: tuple[Any, ...] | list[Any],
     kwargs: dict[str, Any],
@@ -135,7 +136,6 @@ def begin_workflow(
     priority: int = 0,
     dedup_id: str | None = None,
     delay: float | None = None,
-    run_here: bool = True,
 ) -> Started | Existing:
     """Record a new workflow (or find the recorded one with this ID)."""
     inputs = encode_inputs(args, kwargs)  # SerializationError before anything is written
@@ -160,13 +160,15 @@ def begin_workflow(
             wid = f"{parent.workflow_id}-{parent_position + 1}"
     if wid is None:
         wid = str(uuid.uuid4())
-    status = Status.PENDING if run_here and queue is None else Status.ENQUEUED
-    inserted = ex.sysdb.insert_workflow(
+    status = Status.PENDING if queue is None else Status.ENQUEUED
+    if status == Status.PENDING and executor_id is None:
+        raise WfError("internal: a workflow run here needs an executor")
+    inserted = sysdb.insert_workflow(
         workflow_id=wid,
         status=status,
         name=spec.name,
         inputs=inputs,
-        executor_id=ex.executor_id if status == Status.PENDING else None,
+        executor_id=executor_id if status == Status.PENDING else None,
         queue=queue,
         priority=priority,
         dedup_id=dedup_id,
@@ -176,7 +178,7 @@ def begin_workflow(
         delay=delay,
     )
     if not inserted:
-        row = ex.sysdb.get_workflow(wid)
+        row = sysdb.get_workflow(wid)
         if row is None:  # deleted in between; vanishingly rare
             raise WfError(f"workflow {wid} vanished while starting")
         if row.name != spec.name:
@@ -188,7 +190,7 @@ def begin_workflow(
         now_ms() + int(timeout * 1000) if timeout is not None and status == Status.PENDING else None
     )
     ctx = WorkflowContext(
-        workflow_id=wid, name=spec.name, executor_id=ex.executor_id, deadline_ms=deadline
+        workflow_id=wid, name=spec.name, executor_id=executor_id or "", deadline_ms=deadline
     )
     return Started(ctx, parent, parent_position, inputs)
 
@@ -232,20 +234,18 @@ def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | 
             out = Outcome(Status.SUCCESS, output=dumps(value))
         except WfError as e:
             out = Outcome(Status.ERROR, error=dumps_error(e), exc=e)
-    elif isinstance(exc, WorkflowCancelledError):
-        out = Outcome(Status.CANCELLED, error=dumps_error(exc), exc=exc)
     else:
+        # a WorkflowCancelledError may come from a cancelled child while this
+        # workflow is not cancelled: then it is this workflow's error
         out = Outcome(Status.ERROR, error=dumps_error(exc), exc=exc)
-    if out.status != Status.CANCELLED:
-        done = ex.sysdb.finish_workflow(
-            ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error
-        )
-        if not done:
-            row = ex.sysdb.get_outcome(ctx.workflow_id)
-            if row is None or row[0] == Status.PENDING:
-                raise _OwnershipLost()
-            if row[0] != out.status or row[0] == Status.CANCELLED:
-                out = Outcome(row[0], row[1], row[2])
+    done = ex.sysdb.finish_workflow(
+        ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error
+    )
+    if not done:
+        row = ex.sysdb.get_outcome(ctx.workflow_id)
+        if row is None or row[0] == Status.PENDING:
+            raise _OwnershipLost()
+        out = Outcome(row[0], row[1], row[2], exc if row[0] == Status.ERROR else None)
     ex.notify_ended()
     from ._notify import notify_local, wake_key
 
