@@ -55,11 +55,10 @@ class Executor:
     ) -> None:
         self.config = config
         self.recovery_enabled = recovery
-        self.executor_id = (
-            executor_id
-            or os.environ.get("WF_EXECUTOR_ID")
-            or (f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        )
+        fixed = executor_id or os.environ.get("WF_EXECUTOR_ID")
+        # a random ID is never reused, so nothing recorded under it predates us
+        self.fixed_id = bool(fixed)
+        self.executor_id = fixed or f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.sysdb = SystemDatabase(config.database_url, outage_timeout=None)
         self.same_db = config.app_database_url == config.database_url
         self.appdb: SystemDatabase | AppDatabase = (
@@ -100,7 +99,7 @@ class Executor:
         if self.recovery_enabled:
             # recover at launch, including workflows left under our own ID by
             # a previous process that had the same fixed WF_EXECUTOR_ID
-            self._spawn(lambda: self.recover(include_own=True), "wf-launch-recovery")
+            self._spawn(lambda: self.recover(include_own=self.fixed_id), "wf-launch-recovery")
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -251,6 +250,8 @@ class Executor:
                 row = self.sysdb.get_workflow(wid)
                 if row is None or row.status != "PENDING":
                     continue
+                if eid == self.executor_id and row.updated_at >= self.started_ms:
+                    continue  # ours, taken since this process started: running here
                 spec = find_workflow(row.name)
                 if spec is None and import_missing:
                     mod = row.name.partition(":")[0]

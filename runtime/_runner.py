@@ -26,9 +26,9 @@ from ._errors import (
     WorkflowNotFoundError,
     _OwnershipLost,
 )
-from ._records import ErrorInfo, Status
+from ._records import Status
 from ._registry import WorkflowSpec
-from ._serialization import dumps, dumps_error, loads, loads_error_info, rebuild_error
+from ._serialization import dumps, dumps_error, loads, rebuild_error_json
 from ._sysdb.database import StepRow, now_ms
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ class Outcome:
         if self.status == Status.ERROR:
             if self.exc is not None:
                 raise self.exc
-            info = loads_error_info(self.error) or ErrorInfo("Exception", "unknown error")
-            raise rebuild_error(info)
+            raise rebuild_error_json(self.error) if self.error else WfError("unknown error")
         if self.status == Status.CANCELLED:
             raise WorkflowCancelledError(f"workflow {workflow_id} was cancelled")
         if self.status == Status.RETRIES_EXCEEDED:
@@ -304,9 +303,7 @@ def check_determinism(
 def replay(ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: str) -> Any:
     check_determinism(ctx, position, rec, name, kind)
     if rec.error is not None:
-        info = loads_error_info(rec.error)
-        assert info is not None
-        raise rebuild_error(info)
+        raise rebuild_error_json(rec.error)
     return loads(rec.output)
 
 

@@ -180,9 +180,27 @@ def error_to_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(f"{_module_of(cls)}.{cls.__qualname__}", str(exc))
 
 
+def _args_json(exc: BaseException) -> Any:
+    """The exception's args as wf JSON when they can be stored; nested
+    exceptions become their text (which is how most __str__s show them)."""
+    args = [str(a) if isinstance(a, BaseException) else a for a in exc.args]
+    try:
+        return _enc(args, 0)
+    except (SerializationError, RecursionError):
+        return None
+
+
 def dumps_error(exc: BaseException) -> str:
     info = error_to_info(exc)
-    return json.dumps({"type": info.type, "message": info.message}, ensure_ascii=False)
+    doc: dict[str, Any] = {"type": info.type, "message": info.message}
+    args = _args_json(exc)
+    if args is not None:
+        doc["args"] = args
+    try:
+        return json.dumps(doc, ensure_ascii=False)
+    except (TypeError, ValueError):
+        doc.pop("args", None)
+        return json.dumps(doc, ensure_ascii=False)
 
 
 def loads_error_info(text: str | None) -> ErrorInfo | None:
@@ -192,22 +210,41 @@ def loads_error_info(text: str | None) -> ErrorInfo | None:
     return ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
 
 
-def rebuild_error(info: ErrorInfo) -> BaseException:
-    """The recorded error as an exception: its own class when that class is
-    importable-free (builtins, wf, or an already-imported module), else a
-    WorkflowFailedError carrying the type name and message."""
-    mod, _, qual = info.type.rpartition(".")
-    cls: Any = None
+def rebuild_error_json(text: str) -> BaseException:
+    """The recorded error as an exception (see rebuild_error), built from its
+    recorded args when it has them, so it is the same value as the first time."""
+    d = json.loads(text)
+    info = ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
+    args = d.get("args")
+    return rebuild_error(info, None if args is None else _dec(args))
+
+
+def _find_class(type_name: str) -> Any:
+    mod, _, qual = type_name.rpartition(".")
     if mod in ("builtins", ""):
-        cls = getattr(__import__("builtins"), qual, None)
-    else:
-        # qualname may contain dots; try the longest module prefix that is loaded
-        parts = info.type.split(".")
-        for i in range(len(parts) - 1, 0, -1):
-            cls = _loaded_class(".".join(parts[:i]) + ":" + ".".join(parts[i:]))
-            if cls is not None:
-                break
+        return getattr(__import__("builtins"), qual, None)
+    # the qualname may contain dots: try the longest loaded module prefix
+    parts = type_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        cls = _loaded_class(".".join(parts[:i]) + ":" + ".".join(parts[i:]))
+        if cls is not None:
+            return cls
+    return None
+
+
+def rebuild_error(info: ErrorInfo, args: list[Any] | None = None) -> BaseException:
+    """The recorded error as an exception: its own class when that class is
+    builtin or already imported (decoding never imports code), called with its
+    recorded args; else a WorkflowFailedError carrying the type and message."""
+    cls = _find_class(info.type)
     if isinstance(cls, type) and issubclass(cls, BaseException):
+        if args is not None:
+            try:
+                exc = cls(*args)
+                str(exc)
+                return exc
+            except Exception:
+                pass
         try:
             exc = cls.__new__(cls)
             exc.args = (info.message,)

@@ -1,0 +1,1 @@
+"""Runnable example apps for wf (see each module's docstring)."""
