@@ -565,7 +565,8 @@ class SystemDatabase(_Base):
         if n <= 0 or not names:
             return []
         now = now_ms()
-        order = "priority, created_at, workflow_id" if priority else "created_at, workflow_id"
+        seq = "seq" if self.dialect == "postgresql" else "rowid"
+        order = f"priority, created_at, {seq}" if priority else f"created_at, {seq}"
         candidates = sa.text(render("queue_candidates", self.dialect, order=order)).bindparams(
             sa.bindparam("names", expanding=True)
         )

@@ -10,8 +10,13 @@ from __future__ import annotations
 import re
 
 TYPES = {
-    "postgresql": {"serial_pk": "BIGSERIAL PRIMARY KEY"},
-    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    # insertion order breaks created_at ties (queues are FIFO within a
+    # millisecond too): a sequence column on Postgres, the rowid on SQLite
+    "postgresql": {
+        "serial_pk": "BIGSERIAL PRIMARY KEY",
+        "seq_column": ",\n            seq BIGSERIAL NOT NULL",
+    },
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "seq_column": ""},
 }
 
 PG_ONLY = "--postgresql\n"
@@ -38,7 +43,7 @@ MIGRATIONS: list[list[str]] = [
             started_at BIGINT,
             deadline BIGINT,
             timeout_ms BIGINT,
-            not_before BIGINT
+            not_before BIGINT{seq_column}
         )""",
         "CREATE INDEX wf_workflows_created ON {s}workflows (created_at, workflow_id)",
         "CREATE INDEX wf_workflows_status_created ON {s}workflows (status, created_at, workflow_id)",
