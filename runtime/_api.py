@@ -134,7 +134,7 @@ def _start(
         if queue is None:
             assert ex is not None
             a, kw = plan.decoded_args()
-            ex.submit(spec, wid, a, kw, None, deadline_ms=plan.ctx.deadline_ms)
+            ex.submit(spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms)
     if parent is not None and pos is not None and not recorded:
         assert ex is not None
         # the parent records the started child's ID (no result): replay gets the handle back
@@ -401,6 +401,10 @@ def recover(
     for m in modules or []:
         import_module(m)
         imported.append(m)
+    if _executor.current_or_none() is None:
+        # launched just for this: its own launch-time recovery would race this
+        # call for the same workflows and leave this call's report incomplete
+        _executor.launch(recovery=False)
     ex = _executor.get()
     result = ex.recover(
         executor_id=executor_id, include_live=include_live, import_missing=not modules

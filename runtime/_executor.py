@@ -21,8 +21,7 @@ from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError
 from ._liveness import HOST, executor_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
-from ._serialization import loads
-from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow
+from ._sysdb import AppDatabase, SystemDatabase, WorkflowRow
 from ._sysdb.database import now_ms
 
 log = logging.getLogger("wf")
@@ -135,9 +134,25 @@ class Executor:
         workflow_id: str,
         args: list[Any],
         kwargs: dict[str, Any],
-        recorded: dict[int, StepRow] | None,
         deadline_ms: int | None = None,
-        parent_id: str | None = None,
+    ) -> Future[Any]:
+        """Run a fresh workflow (nothing recorded yet) in the background."""
+        return self._submit(spec, workflow_id, deadline_ms, (args, kwargs))
+
+    def submit_replay(
+        self, spec: WorkflowSpec, workflow_id: str, inputs: str, deadline_ms: int | None = None
+    ) -> Future[Any]:
+        """Run a recorded workflow in the background; its inputs are decoded
+        and its recorded calls loaded in the worker thread, so adopting
+        thousands of workflows costs no round trip per workflow here."""
+        return self._submit(spec, workflow_id, deadline_ms, inputs)
+
+    def _submit(
+        self,
+        spec: WorkflowSpec,
+        workflow_id: str,
+        deadline_ms: int | None,
+        inputs: tuple[list[Any], dict[str, Any]] | str,
     ) -> Future[Any]:
         from ._runner import run_background
 
@@ -145,14 +160,13 @@ class Executor:
             workflow_id=workflow_id,
             name=spec.name,
             executor_id=self.executor_id,
-            recorded=recorded,
             deadline_ms=deadline_ms,
         )
         with self._running_lock:
             existing = self._running.get(workflow_id)
             if existing is not None and not existing.done():
                 return existing
-            fut = self.pool.submit(run_background, self, spec, ctx, args, kwargs)
+            fut = self.pool.submit(run_background, self, spec, ctx, inputs)
             self._running[workflow_id] = fut
         fut.add_done_callback(functools.partial(self._forget, workflow_id))
         return fut
@@ -175,16 +189,7 @@ class Executor:
             self._ended.wait(timeout)
 
     def load_and_submit(self, row: WorkflowRow, spec: WorkflowSpec) -> Future[Any]:
-        steps = self.sysdb.get_steps(row.workflow_id)
-        inputs = loads(row.inputs) or {}
-        return self.submit(
-            spec,
-            row.workflow_id,
-            list(inputs.get("args", [])),
-            dict(inputs.get("kwargs", {})),
-            {s.position: s for s in steps},
-            deadline_ms=row.deadline,
-        )
+        return self.submit_replay(spec, row.workflow_id, row.inputs, row.deadline)
 
     # -- maintenance: heartbeats, timeouts, recovery ------------------------------------
 
@@ -226,8 +231,10 @@ class Executor:
         import_missing: bool = False,
     ) -> RecoveryResult:
         """Adopt the in-flight workflows of dead executors (or of ``executor_id``,
-        or of every other executor with ``include_live``). Each is claimed
-        atomically, so two live executors never both adopt one."""
+        or of every other executor with ``include_live``). Claims are atomic
+        (one UPDATE per executor), so two live executors never both adopt a
+        workflow. Queued workflows go back on their queue unless
+        ``import_missing`` (wf recover), which runs everything here."""
         from ._handles import WorkflowHandle
 
         result = RecoveryResult()
@@ -242,48 +249,43 @@ class Executor:
                     continue
             elif not include_live and executor_id is None and not self.is_dead(eid, executors):
                 continue
-            for wid, queue in self.sysdb.inflight_of_executor(eid):
-                if self.stopping.is_set():
-                    return result
-                if eid == self.executor_id and wid in self._running:
-                    continue
-                row = self.sysdb.get_workflow(wid)
-                if row is None or row.status != "PENDING":
-                    continue
-                if eid == self.executor_id and row.updated_at >= self.started_ms:
-                    continue  # ours, taken since this process started: running here
-                spec = find_workflow(row.name)
-                if spec is None and import_missing:
-                    mod = row.name.partition(":")[0]
+            # ours (fixed ID): only what predates this process; the rest runs here
+            before = self.started_ms if eid == self.executor_id else None
+            if not import_missing:
+                for wid in self.sysdb.requeue_all(eid, before):
+                    log.info("wf: re-enqueued %s from dead executor %s", wid, eid)
+            names = self.sysdb.inflight_names(eid)
+            for name in names:
+                if find_workflow(name) is None and import_missing:
+                    mod = name.partition(":")[0]
                     try:
-                        spec = find_or_import_workflow(row.name)
+                        find_or_import_workflow(name)
                         if mod not in result.imported_modules:
                             result.imported_modules.append(mod)
                     except ConfigurationError as e:
-                        result.skipped.append((wid, str(e)))
-                        continue
-                if spec is None:
-                    # leave it for a process that has this code
-                    result.skipped.append(
-                        (wid, f"function {row.name} is not registered in this process")
+                        log.warning("wf recover: %s", e)
+            known = [n for n in names if find_workflow(n) is not None]
+            claimed = self.sysdb.claim_all(
+                eid, self.executor_id, known, include_queued=import_missing, before=before
+            )
+            for c in claimed:
+                if c.recovery_attempts > c.max_recovery_attempts:
+                    self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
+                    log.warning(
+                        "wf: %s exceeded %d recovery attempts",
+                        c.workflow_id,
+                        c.max_recovery_attempts,
                     )
                     continue
-                if queue is not None and not import_missing:
-                    # back on its queue, so its queue's limits still hold
-                    if self.sysdb.requeue_workflow(wid, eid):
-                        log.info("wf: re-enqueued %s from dead executor %s", wid, eid)
-                    continue
-                claimed = self.sysdb.claim_workflow(wid, eid, self.executor_id)
-                if claimed is None:
-                    continue  # another executor got it first
-                attempts, max_attempts = claimed
-                if attempts > max_attempts:
-                    self.sysdb.mark_retries_exceeded(wid, self.executor_id)
-                    log.warning("wf: %s exceeded %d recovery attempts", wid, max_attempts)
-                    continue
-                log.info("wf: recovering %s (%s) from executor %s", wid, row.name, eid)
-                self.load_and_submit(row, spec)
-                result.handles.append(WorkflowHandle(wid))
+                spec = find_workflow(c.name)
+                assert spec is not None
+                log.info("wf: recovering %s (%s) from executor %s", c.workflow_id, c.name, eid)
+                self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
+                result.handles.append(WorkflowHandle(c.workflow_id))
+            # what is left is code this process does not have: leave it for one that does
+            if eid != self.executor_id:
+                for wid, name in self.sysdb.inflight_of_executor(eid):
+                    result.skipped.append((wid, f"function {name} is not defined in this process"))
         return result
 
 

@@ -137,7 +137,7 @@ def _dequeue_loop(ex: Executor) -> None:
                 )
                 with lock:
                     free = limit - len(running.get(name, ()))
-                ids = ex.sysdb.dequeue(
+                taken = ex.sysdb.dequeue(
                     name,
                     ex.executor_id,
                     free,
@@ -146,15 +146,14 @@ def _dequeue_loop(ex: Executor) -> None:
                     rate_limit=q.rate_limit if q else None,
                     priority=q.priority if q else True,
                 )
-                for wid in ids:
-                    row = ex.sysdb.get_workflow(wid)
-                    spec = find_workflow(row.name) if row else None
-                    if row is None or spec is None:
+                for c in taken:
+                    spec = find_workflow(c.name)
+                    if spec is None:  # cannot happen: the query only takes registered names
                         continue
                     with lock:
-                        running.setdefault(name, set()).add(wid)
-                    fut = ex.load_and_submit(row, spec)
-                    fut.add_done_callback(functools.partial(_done_cb, done, name, wid))
+                        running.setdefault(name, set()).add(c.workflow_id)
+                    fut = ex.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
+                    fut.add_done_callback(functools.partial(_done_cb, done, name, c.workflow_id))
         except Exception as e:
             log.warning("wf queues: %s", e)
         _wake.wait(POLL_INTERVAL)

@@ -253,10 +253,21 @@ def finish(ex: Executor, ctx: WorkflowContext, value: Any, exc: BaseException | 
 
 
 def run_background(
-    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+    ex: Executor,
+    spec: WorkflowSpec,
+    ctx: WorkflowContext,
+    inputs: tuple[list[Any], dict[str, Any]] | str,
 ) -> None:
-    """Entry point of a workflow run in the executor's thread pool."""
+    """Entry point of a workflow run in the executor's thread pool. ``inputs``
+    is (args, kwargs) for a fresh workflow, or the recorded inputs of one to
+    replay (its recorded calls are loaded here, once)."""
     try:
+        if isinstance(inputs, str):
+            ctx.recorded = {s.position: s for s in ex.sysdb.get_steps(ctx.workflow_id)}
+            decoded = loads(inputs) or {}
+            args, kwargs = list(decoded.get("args", [])), dict(decoded.get("kwargs", {}))
+        else:
+            args, kwargs = inputs
         if spec.is_async:
             from ._executor import run_coroutine
 

@@ -60,6 +60,19 @@ class StepRow:
 
 
 @dataclass(frozen=True)
+class ClaimedRow:
+    workflow_id: str
+    name: str
+    inputs: str
+    recovery_attempts: int
+    max_recovery_attempts: int
+    deadline: int | None
+
+
+_NEVER = 2**62  # an updated_at bound that excludes nothing
+
+
+@dataclass(frozen=True)
 class ExecutorRow:
     executor_id: str
     host: str
@@ -220,39 +233,57 @@ class SystemDatabase(_Base):
         )
         return bool(result.rowcount)
 
-    def claim_workflow(
-        self, workflow_id: str, old_executor_id: str, executor_id: str
-    ) -> tuple[int, int] | None:
-        """Atomically adopt a workflow from ``old_executor_id``: (attempts, max) or None if lost."""
-        row = self.run(
-            "claim_workflow",
-            workflow_id=workflow_id,
-            old_executor_id=old_executor_id,
-            executor_id=executor_id,
-            now=now_ms(),
-        ).first()
-        return (int(row[0]), int(row[1])) if row else None
-
     def mark_retries_exceeded(self, workflow_id: str, executor_id: str) -> None:
         self.run(
             "mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms()
         )
 
-    def requeue_workflow(self, workflow_id: str, old_executor_id: str) -> bool:
-        return bool(
-            self.run(
-                "requeue_workflow",
-                workflow_id=workflow_id,
-                old_executor_id=old_executor_id,
-                now=now_ms(),
-            ).rowcount
+    def requeue_all(self, old_executor_id: str, before: int | None = None) -> list[str]:
+        rows = self.run(
+            "requeue_all",
+            old_executor_id=old_executor_id,
+            before=before if before is not None else _NEVER,
+            now=now_ms(),
         )
+        return [r[0] for r in rows]
 
     def inflight_executors(self) -> list[str]:
         return [r[0] for r in self.run("inflight_executors") if r[0] is not None]
 
-    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str | None]]:
+    def inflight_names(self, executor_id: str) -> list[str]:
+        return [r[0] for r in self.run("inflight_names", executor_id=executor_id)]
+
+    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.run("inflight_of_executor", executor_id=executor_id)]
+
+    def claim_all(
+        self,
+        old_executor_id: str,
+        executor_id: str,
+        names: list[str],
+        *,
+        include_queued: bool = False,
+        before: int | None = None,
+    ) -> list[ClaimedRow]:
+        """Adopt, in one statement, every in-flight workflow of ``old_executor_id``
+        whose function is in ``names``."""
+        if not names:
+            return []
+        stmt = sa.text(self.q("claim_all")).bindparams(sa.bindparam("names", expanding=True))
+        params = dict(
+            old_executor_id=old_executor_id,
+            executor_id=executor_id,
+            names=names,
+            include_queued=1 if include_queued else 0,
+            before=before if before is not None else _NEVER,
+            now=now_ms(),
+        )
+
+        def run() -> list[ClaimedRow]:
+            with self.transaction() as conn:
+                return [ClaimedRow(*tuple(r)) for r in conn.execute(stmt, params)]
+
+        return self.retrying(run)
 
     def cancel_workflow(self, workflow_id: str) -> bool:
         return bool(self.run("cancel_workflow", workflow_id=workflow_id, now=now_ms()).rowcount)
@@ -557,7 +588,7 @@ class SystemDatabase(_Base):
         concurrency: int | None,
         rate_limit: tuple[int, float] | None,
         priority: bool,
-    ) -> list[str]:
+    ) -> list[ClaimedRow]:
         """Move up to ``n`` ENQUEUED workflows of ``queue`` to PENDING under
         ``executor_id``, within the queue's global limits (which hold across
         processes: on Postgres a per-queue advisory lock serializes the
@@ -570,7 +601,7 @@ class SystemDatabase(_Base):
         candidates = sa.text(render("queue_candidates", self.dialect, order=order)).bindparams(
             sa.bindparam("names", expanding=True)
         )
-        taken: list[str] = []
+        taken: list[ClaimedRow] = []
         with self.transaction() as conn:
             if self.dialect == "postgresql" and (concurrency is not None or rate_limit is not None):
                 conn.execute(self.text(self.q("queue_lock")), {"queue": queue})

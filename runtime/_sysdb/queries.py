@@ -44,23 +44,30 @@ Q: dict[str, str] = {
     "finish_workflow": """
         UPDATE {s}workflows SET status = :status, output = :output, error = :error, updated_at = :now
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
-    "claim_workflow": """
-        UPDATE {s}workflows
-        SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now
-        WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :old_executor_id
-        RETURNING recovery_attempts, max_recovery_attempts""",
     "mark_retries_exceeded": """
         UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
     "inflight_executors": "SELECT DISTINCT executor_id FROM {s}workflows WHERE status = 'PENDING'",
     "inflight_of_executor": """
-        SELECT workflow_id, queue FROM {s}workflows
+        SELECT workflow_id, name FROM {s}workflows
         WHERE status = 'PENDING' AND executor_id = :executor_id
         ORDER BY created_at""",
-    "requeue_workflow": """
+    "inflight_names": """
+        SELECT DISTINCT name FROM {s}workflows WHERE status = 'PENDING' AND executor_id = :executor_id""",
+    # back on its queue, so the queue's limits still hold for it
+    "requeue_all": """
         UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL,
             recovery_attempts = recovery_attempts + 1, updated_at = :now
-        WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :old_executor_id""",
+        WHERE status = 'PENDING' AND executor_id = :old_executor_id AND queue IS NOT NULL
+            AND updated_at < :before
+        RETURNING workflow_id""",
+    # one statement adopts all of a dead executor's workflows whose code we have
+    "claim_all": """
+        UPDATE {s}workflows
+        SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now
+        WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
+            AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "cancel_workflow": """
         UPDATE {s}workflows SET status = 'CANCELLED', updated_at = :now
         WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'ENQUEUED')""",
@@ -145,7 +152,8 @@ Q: dict[str, str] = {
     "queue_take": """
         UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
             updated_at = :now, deadline = CASE WHEN timeout_ms IS NULL THEN NULL ELSE :now + timeout_ms END
-        WHERE workflow_id = :workflow_id AND status = 'ENQUEUED'""",
+        WHERE workflow_id = :workflow_id AND status = 'ENQUEUED'
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "queue_names": "SELECT DISTINCT queue FROM {s}workflows WHERE status = 'ENQUEUED' AND queue IS NOT NULL",
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """
