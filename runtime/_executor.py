@@ -21,7 +21,7 @@ from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError
 from ._liveness import HOST, executor_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
-from ._sysdb import AppDatabase, SystemDatabase, WorkflowRow
+from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow
 from ._sysdb.database import now_ms
 
 log = logging.getLogger("wf")
@@ -140,12 +140,17 @@ class Executor:
         return self._submit(spec, workflow_id, deadline_ms, (args, kwargs))
 
     def submit_replay(
-        self, spec: WorkflowSpec, workflow_id: str, inputs: str, deadline_ms: int | None = None
+        self,
+        spec: WorkflowSpec,
+        workflow_id: str,
+        inputs: str,
+        deadline_ms: int | None = None,
+        recorded: dict[int, StepRow] | None = None,
     ) -> Future[Any]:
         """Run a recorded workflow in the background; its inputs are decoded
         and its recorded calls loaded in the worker thread, so adopting
         thousands of workflows costs no round trip per workflow here."""
-        return self._submit(spec, workflow_id, deadline_ms, inputs)
+        return self._submit(spec, workflow_id, deadline_ms, inputs, recorded)
 
     def _submit(
         self,
@@ -153,6 +158,7 @@ class Executor:
         workflow_id: str,
         deadline_ms: int | None,
         inputs: tuple[list[Any], dict[str, Any]] | str,
+        recorded: dict[int, StepRow] | None = None,
     ) -> Future[Any]:
         from ._runner import run_background
 
@@ -161,6 +167,7 @@ class Executor:
             name=spec.name,
             executor_id=self.executor_id,
             deadline_ms=deadline_ms,
+            recorded=recorded,
         )
         with self._running_lock:
             existing = self._running.get(workflow_id)
@@ -268,6 +275,7 @@ class Executor:
             claimed = self.sysdb.claim_all(
                 eid, self.executor_id, known, include_queued=import_missing, before=before
             )
+            steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
             for c in claimed:
                 if c.recovery_attempts > c.max_recovery_attempts:
                     self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
@@ -280,7 +288,8 @@ class Executor:
                 spec = find_workflow(c.name)
                 assert spec is not None
                 log.info("wf: recovering %s (%s) from executor %s", c.workflow_id, c.name, eid)
-                self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
+                recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
+                self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
                 result.handles.append(WorkflowHandle(c.workflow_id))
             # what is left is code this process does not have: leave it for one that does
             if eid != self.executor_id:

@@ -263,7 +263,8 @@ def run_background(
     replay (its recorded calls are loaded here, once)."""
     try:
         if isinstance(inputs, str):
-            ctx.recorded = {s.position: s for s in ex.sysdb.get_steps(ctx.workflow_id)}
+            if ctx.recorded is None:
+                ctx.recorded = {s.position: s for s in ex.sysdb.get_steps(ctx.workflow_id)}
             decoded = loads(inputs) or {}
             args, kwargs = list(decoded.get("args", [])), dict(decoded.get("kwargs", {}))
         else:

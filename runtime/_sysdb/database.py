@@ -445,6 +445,21 @@ class SystemDatabase(_Base):
     def get_steps(self, workflow_id: str) -> list[StepRow]:
         return [StepRow(*r) for r in self.run("get_steps", workflow_id=workflow_id)]
 
+    def get_steps_of(self, workflow_ids: list[str], chunk: int = 500) -> dict[str, list[StepRow]]:
+        """The recorded calls of many workflows, a few round trips in all."""
+        out: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
+        stmt = sa.text(self.q("get_steps_of")).bindparams(sa.bindparam("ids", expanding=True))
+        for i in range(0, len(workflow_ids), chunk):
+            ids = workflow_ids[i : i + chunk]
+
+            def run(ids: list[str] = ids) -> list[Any]:
+                with self.engine.connect() as conn:
+                    return list(conn.execute(stmt, {"ids": ids}))
+
+            for r in self.retrying(run):
+                out[r[0]].append(StepRow(*tuple(r)[1:]))
+        return out
+
     def get_step(self, workflow_id: str, position: int) -> StepRow | None:
         row = self.run("get_step", workflow_id=workflow_id, position=position).first()
         return StepRow(*row) if row else None

@@ -97,6 +97,9 @@ Q: dict[str, str] = {
     "get_steps": """
         SELECT position, name, kind, output, error, child_workflow_id, started_at, ended_at
         FROM {s}steps WHERE workflow_id = :workflow_id ORDER BY position""",
+    "get_steps_of": """
+        SELECT workflow_id, position, name, kind, output, error, child_workflow_id, started_at, ended_at
+        FROM {s}steps WHERE workflow_id IN :ids ORDER BY workflow_id, position""",
     "get_step": """
         SELECT position, name, kind, output, error, child_workflow_id, started_at, ended_at
         FROM {s}steps WHERE workflow_id = :workflow_id AND position = :position""",
