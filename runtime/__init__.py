@@ -1,52 +1,144 @@
 """wf: durable workflows for Python.
 
-The public surface is re-exported here from private implementation modules;
-``tests/test_public_api.py`` guards it."""
+The public surface is re-exported here from private implementation modules
+(``tests/unit/test_public_api.py`` guards it). Names load on first use, so
+``import wf`` (and ``wf --help``) does not import SQLAlchemy or psycopg."""
 
-from ._api import (
-    cancel,
-    configure,
-    get_event,
-    get_workflow,
-    list_logs,
-    list_queues,
-    list_steps,
-    list_workflows,
-    migrate,
-    recover,
-    recv,
-    restart,
-    resume,
-    retrieve,
-    schema_status,
-    send,
-    set_event,
-    sleep,
-    start,
-    start_async,
-)
-from ._context import set_workflow_id, workflow_id
-from ._decorators import communicator, db, step, transaction, workflow
-from ._errors import (
-    AwaitTimeoutError,
-    ConfigurationError,
-    DatabaseUnreachableError,
-    NonDeterminismError,
-    QueueDedupError,
-    RetriesExceededError,
-    SerializationError,
-    WfError,
-    WorkflowCancelledError,
-    WorkflowConflictError,
-    WorkflowFailedError,
-    WorkflowNotFoundError,
-)
-from ._executor import RecoveryResult, launch, shutdown
-from ._handles import WorkflowHandle
-from ._logging import logger
-from ._queues import Queue
-from ._records import ErrorInfo, LogRecord, QueueInfo, SchemaStatus, Status, StepInfo, WorkflowInfo
-from ._schedules import scheduled
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._api import (
+        cancel,
+        configure,
+        get_event,
+        get_workflow,
+        list_logs,
+        list_queues,
+        list_steps,
+        list_workflows,
+        migrate,
+        recover,
+        recv,
+        restart,
+        resume,
+        retrieve,
+        schema_status,
+        send,
+        set_event,
+        sleep,
+        start,
+        start_async,
+    )
+    from ._context import (
+        set_workflow_id,
+        workflow_id,
+    )
+    from ._decorators import (
+        communicator,
+        db,
+        step,
+        transaction,
+        workflow,
+    )
+    from ._errors import (
+        AwaitTimeoutError,
+        ConfigurationError,
+        DatabaseUnreachableError,
+        NonDeterminismError,
+        QueueDedupError,
+        RetriesExceededError,
+        SerializationError,
+        WfError,
+        WorkflowCancelledError,
+        WorkflowConflictError,
+        WorkflowFailedError,
+        WorkflowNotFoundError,
+    )
+    from ._executor import (
+        RecoveryResult,
+        launch,
+        shutdown,
+    )
+    from ._handles import (
+        WorkflowHandle,
+    )
+    from ._logging import (
+        logger,
+    )
+    from ._queues import (
+        Queue,
+    )
+    from ._records import (
+        ErrorInfo,
+        LogRecord,
+        QueueInfo,
+        SchemaStatus,
+        Status,
+        StepInfo,
+        WorkflowInfo,
+    )
+    from ._schedules import (
+        scheduled,
+    )
+
+_SOURCES: dict[str, str] = {
+    "AwaitTimeoutError": "._errors",
+    "ConfigurationError": "._errors",
+    "DatabaseUnreachableError": "._errors",
+    "ErrorInfo": "._records",
+    "LogRecord": "._records",
+    "NonDeterminismError": "._errors",
+    "Queue": "._queues",
+    "QueueDedupError": "._errors",
+    "QueueInfo": "._records",
+    "RecoveryResult": "._executor",
+    "RetriesExceededError": "._errors",
+    "SchemaStatus": "._records",
+    "SerializationError": "._errors",
+    "Status": "._records",
+    "StepInfo": "._records",
+    "WfError": "._errors",
+    "WorkflowCancelledError": "._errors",
+    "WorkflowConflictError": "._errors",
+    "WorkflowFailedError": "._errors",
+    "WorkflowHandle": "._handles",
+    "WorkflowInfo": "._records",
+    "WorkflowNotFoundError": "._errors",
+    "cancel": "._api",
+    "communicator": "._decorators",
+    "configure": "._api",
+    "db": "._decorators",
+    "get_event": "._api",
+    "get_workflow": "._api",
+    "launch": "._executor",
+    "list_logs": "._api",
+    "list_queues": "._api",
+    "list_steps": "._api",
+    "list_workflows": "._api",
+    "logger": "._logging",
+    "migrate": "._api",
+    "recover": "._api",
+    "recv": "._api",
+    "restart": "._api",
+    "resume": "._api",
+    "retrieve": "._api",
+    "scheduled": "._schedules",
+    "schema_status": "._api",
+    "send": "._api",
+    "set_event": "._api",
+    "set_workflow_id": "._context",
+    "shutdown": "._executor",
+    "sleep": "._api",
+    "start": "._api",
+    "start_async": "._api",
+    "step": "._decorators",
+    "transaction": "._decorators",
+    "workflow": "._decorators",
+    "workflow_id": "._context",
+}
 
 __all__ = [
     "AwaitTimeoutError",
@@ -103,3 +195,16 @@ __all__ = [
     "workflow",
     "workflow_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'wf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _config
+from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
 from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError
 from ._liveness import HOST, executor_alive

@@ -144,7 +144,6 @@ def _dequeue_loop(ex: Executor) -> None:
                     registered_names(),
                     concurrency=q.concurrency if q else None,
                     rate_limit=q.rate_limit if q else None,
-                    priority=q.priority if q else True,
                 )
                 for c in taken:
                     spec = find_workflow(c.name)

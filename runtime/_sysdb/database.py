@@ -602,7 +602,6 @@ class SystemDatabase(_Base):
         *,
         concurrency: int | None,
         rate_limit: tuple[int, float] | None,
-        priority: bool,
     ) -> list[ClaimedRow]:
         """Move up to ``n`` ENQUEUED workflows of ``queue`` to PENDING under
         ``executor_id``, within the queue's global limits (which hold across
@@ -611,9 +610,7 @@ class SystemDatabase(_Base):
         if n <= 0 or not names:
             return []
         now = now_ms()
-        seq = "seq" if self.dialect == "postgresql" else "rowid"
-        order = f"priority, created_at, {seq}" if priority else f"created_at, {seq}"
-        candidates = sa.text(render("queue_candidates", self.dialect, order=order)).bindparams(
+        candidates = sa.text(self.q("queue_candidates")).bindparams(
             sa.bindparam("names", expanding=True)
         )
         taken: list[ClaimedRow] = []
@@ -643,11 +640,12 @@ class SystemDatabase(_Base):
                 )
             ]
             for wid in ids:
-                if conn.execute(
+                row = conn.execute(
                     self.text(self.q("queue_take")),
                     {"workflow_id": wid, "executor_id": executor_id, "now": now},
-                ).rowcount:
-                    taken.append(wid)
+                ).first()
+                if row is not None:
+                    taken.append(ClaimedRow(*tuple(row)))
         return taken
 
     def queue_names(self) -> list[str]:

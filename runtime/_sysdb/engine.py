@@ -43,7 +43,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, pool_size: int = 20) -> Engine:
+def make_engine(url: str, pool_size: int = 10) -> Engine:
     if dialect_of(url) == "sqlite":
         engine = sa.create_engine(
             url,
@@ -83,7 +83,7 @@ class Database:
     database is unreachable (None: for ever, which is what a worker wants;
     0: fail at once, which is what a CLI read wants)."""
 
-    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 20) -> None:
+    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
         self.url = url
         self.dialect = dialect_of(url)
         self.engine = make_engine(url, pool_size)
@@ -187,10 +187,12 @@ class FastLane:
     pool grows to the number of statements in flight at once, not the
     number of running workflows."""
 
-    def __init__(self, url: str, max_idle: int = 32) -> None:
+    def __init__(self, url: str, max_open: int = 16) -> None:
         u = sa.engine.make_url(url).set(drivername="postgresql")
         self.conninfo = u.render_as_string(hide_password=False)
-        self.max_idle = max_idle
+        # bounded: hundreds of workflow threads must not open hundreds of
+        # server connections (Postgres allows 100 by default)
+        self._slots = threading.BoundedSemaphore(max_open)
         self._idle: list[Any] = []
         self._closed = False
 
@@ -206,6 +208,10 @@ class FastLane:
         )
 
     def execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
+        with self._slots:
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
         try:
             conn = self._idle.pop()
         except IndexError:
@@ -227,10 +233,10 @@ class FastLane:
         return result
 
     def _put(self, conn: Any) -> None:
-        if len(self._idle) < self.max_idle and not self._closed:
-            self._idle.append(conn)
-        else:
+        if self._closed:
             conn.close()
+        else:
+            self._idle.append(conn)
 
     def close(self) -> None:
         self._closed = True

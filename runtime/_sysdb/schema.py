@@ -15,8 +15,9 @@ TYPES = {
     "postgresql": {
         "serial_pk": "BIGSERIAL PRIMARY KEY",
         "seq_column": ",\n            seq BIGSERIAL NOT NULL",
+        "seq_index": ", seq",
     },
-    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "seq_column": ""},
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "seq_column": "", "seq_index": ""},
 }
 
 PG_ONLY = "--postgresql\n"
@@ -53,7 +54,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX wf_workflows_inflight ON {s}workflows (executor_id) WHERE status = 'PENDING'",
         "CREATE INDEX wf_workflows_deadline ON {s}workflows (deadline) WHERE deadline IS NOT NULL AND status IN ('PENDING', 'ENQUEUED')",
         # dequeue order; partial so it stays small however many rows have ended
-        "CREATE INDEX wf_workflows_queue ON {s}workflows (queue, status, priority, created_at) WHERE status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL",
+        "CREATE INDEX wf_workflows_queue ON {s}workflows (queue, status, priority, created_at{seq_index}) WHERE status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL",
         "CREATE INDEX wf_workflows_queue_started ON {s}workflows (queue, started_at) WHERE queue IS NOT NULL",
         "CREATE UNIQUE INDEX wf_workflows_dedup ON {s}workflows (queue, dedup_id) WHERE dedup_id IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
         """CREATE TABLE {s}steps (

@@ -1,0 +1,340 @@
+"""The one table: every figure of a run, Postgres and SQLite side by side,
+with ratios to the raw-commit floor and wf's speed-up over DBOS."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+COLUMNS = (
+    "measurement",
+    "Postgres",
+    "PG × floor",
+    "PG wf ÷ DBOS",
+    "SQLite",
+    "SQLite × floor",
+    "SQLite wf ÷ DBOS",
+    "target (SPEC §9, Postgres)",
+)
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def _med(d: Any, *path: str) -> float | None:
+    v = _get(d, *path, "median")
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _num(x: float) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def ms(x: float | None) -> str:
+    return "—" if x is None else f"{_num(x)} ms"
+
+
+def ms_rate(x_ms: float | None, unit: str) -> str:
+    if x_ms is None:
+        return "—"
+    return f"{_num(x_ms)} ms ({_num(1000 / x_ms)} {unit}/s)"
+
+
+def rate(x: float | None, unit: str) -> str:
+    return "—" if x is None else f"{_num(x)} {unit}/s"
+
+
+def secs(x: float | None) -> str:
+    return "—" if x is None else f"{_num(x)} s"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return ""
+    return f"{a / b:.2f}×"
+
+
+def check(ok: bool | None, text: str) -> str:
+    if ok is None:
+        return text
+    return f"{text} {'✓' if ok else '✗'}"
+
+
+def rows(res: dict[str, Any]) -> list[list[str]]:
+    out: list[list[str]] = []
+    fl = res.get("floor", {})
+    f_pg, f_sq = _med(fl, "pg", "ms_per_op"), _med(fl, "sqlite", "ms_per_op")
+    if f_pg is not None or f_sq is not None:
+        out.append(
+            [
+                "floor: one durable commit, raw driver (psycopg INSERT … ON CONFLICT DO NOTHING, autocommit · "
+                "sqlite3 BEGIN/INSERT/COMMIT, WAL, synchronous=NORMAL)",
+                ms_rate(f_pg, "op"),
+                "1.00×" if f_pg else "",
+                "",
+                ms_rate(f_sq, "op"),
+                "1.00×" if f_sq else "",
+                "",
+                "",
+            ]
+        )
+    wl = res.get("workflows", {})
+    n = wl.get("steps", 10)
+    width = wl.get("width", 16)
+    for kind, label in (("step", "step"), ("transaction", "transaction")):
+        what = f"{n}-{label} workflow" if kind == "step" else f"{n}-transaction workflow"
+        s = {
+            (sy, b): _med(wl, sy, b, kind, "seq_ms_per_call")
+            for sy in ("wf", "dbos")
+            for b in ("pg", "sqlite")
+        }
+        c = {
+            (sy, b): _med(wl, sy, b, kind, "conc_calls_per_s")
+            for sy in ("wf", "dbos")
+            for b in ("pg", "sqlite")
+        }
+        if any(v is not None for v in s.values()):
+            ok = None if s["wf", "pg"] is None or f_pg is None else s["wf", "pg"] <= 2 * f_pg
+            dbos_ok = (
+                None
+                if s["wf", "pg"] is None or s["dbos", "pg"] is None
+                else s["dbos", "pg"] >= 5 * s["wf", "pg"]
+            )
+            target = ""
+            if kind == "step":
+                target = check(ok, "≤ 2× floor") + "; " + check(dbos_ok, "≥ 5× DBOS")
+            out.append(
+                [
+                    f"wf: {what}, sequential, per {label}",
+                    ms_rate(s["wf", "pg"], label + "s"),
+                    ratio(s["wf", "pg"], f_pg),
+                    ratio(s["dbos", "pg"], s["wf", "pg"]),
+                    ms_rate(s["wf", "sqlite"], label + "s"),
+                    ratio(s["wf", "sqlite"], f_sq),
+                    ratio(s["dbos", "sqlite"], s["wf", "sqlite"]),
+                    target,
+                ]
+            )
+            if s["dbos", "pg"] is not None or s["dbos", "sqlite"] is not None:
+                out.append(
+                    [
+                        "DBOS: same",
+                        ms_rate(s["dbos", "pg"], label + "s"),
+                        ratio(s["dbos", "pg"], f_pg),
+                        "",
+                        ms_rate(s["dbos", "sqlite"], label + "s"),
+                        ratio(s["dbos", "sqlite"], f_sq),
+                        "",
+                        "",
+                    ]
+                )
+        if any(v is not None for v in c.values()):
+            dbos_ok = (
+                None
+                if c["wf", "pg"] is None or c["dbos", "pg"] is None
+                else c["wf", "pg"] >= 5 * c["dbos", "pg"]
+            )
+            out.append(
+                [
+                    f"wf: {width} × {what} at once (wf.start), throughput",
+                    rate(c["wf", "pg"], label + "s"),
+                    "",
+                    ratio(c["wf", "pg"], c["dbos", "pg"]),
+                    rate(c["wf", "sqlite"], label + "s"),
+                    "",
+                    ratio(c["wf", "sqlite"], c["dbos", "sqlite"]),
+                    check(dbos_ok, "≥ 5× DBOS") if kind == "step" else "",
+                ]
+            )
+            if c["dbos", "pg"] is not None or c["dbos", "sqlite"] is not None:
+                out.append(
+                    [
+                        "DBOS: same (DBOS.start_workflow)",
+                        rate(c["dbos", "pg"], label + "s"),
+                        "",
+                        "",
+                        rate(c["dbos", "sqlite"], label + "s"),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+    marg = {b: _get(wl, "wf", b, "marginal_ms_per_step") for b in ("pg", "sqlite")}
+    empty = {b: _med(wl, "wf", b, "empty_ms_per_workflow") for b in ("pg", "sqlite")}
+    if any(v is not None for v in marg.values()):
+        out.append(
+            [
+                f"wf: marginal cost of a step, (10-step − 0-step workflow) ÷ {n}; a 0-step workflow costs "
+                f"{ms(empty['pg'])} (PG) · {ms(empty['sqlite'])} (SQLite)",
+                ms(marg["pg"]),
+                ratio(marg["pg"], f_pg),
+                "",
+                ms(marg["sqlite"]),
+                ratio(marg["sqlite"], f_sq),
+                "",
+                "",
+            ]
+        )
+    q = res.get("queue", {})
+    if q:
+        qn = _get(q, "wf", "pg", "n") or _get(q, "wf", "sqlite", "n") or ""
+        w = {
+            (sy, b): _med(q, sy, b, "workflows_per_s")
+            for sy in ("wf", "dbos")
+            for b in ("pg", "sqlite")
+        }
+        out.append(
+            [
+                f"wf: queue throughput, 2 worker processes ({_get(q, 'wf', 'pg', 'via') or 'wf worker'}) "
+                f"draining {qn:,} enqueued 1-step workflows",
+                rate(w["wf", "pg"], "workflows"),
+                "",
+                ratio(w["wf", "pg"], w["dbos", "pg"]),
+                rate(w["wf", "sqlite"], "workflows"),
+                "",
+                ratio(w["wf", "sqlite"], w["dbos", "sqlite"]),
+                "",
+            ]
+        )
+        if w["dbos", "pg"] is not None or w["dbos", "sqlite"] is not None:
+            out.append(
+                [
+                    "DBOS: same (2 processes, worker_concurrency 16, same poll interval)",
+                    rate(w["dbos", "pg"], "workflows"),
+                    "",
+                    "",
+                    rate(w["dbos", "sqlite"], "workflows"),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    rc = res.get("recovery", {})
+    if rc:
+        rn = _get(rc, "pg", "n") or _get(rc, "sqlite", "n") or 0
+        r_pg = _med(rc, "pg", "seconds")
+        out.append(
+            [
+                f"wf: recovery of {rn:,} PENDING 1-step workflows of a dead executor, wf.launch() in a fresh "
+                "process until all SUCCESS",
+                secs(r_pg),
+                "",
+                "",
+                secs(_med(rc, "sqlite", "seconds")),
+                "",
+                "",
+                check(None if r_pg is None or rn < 10_000 else r_pg <= 30, "≤ 30 s at 10,000"),
+            ]
+        )
+    ls = res.get("list", {})
+    if ls:
+        ln = _get(ls, "pg", "rows") or _get(ls, "sqlite", "rows") or 0
+        a_pg = _med(ls, "pg", "api_error_ms")
+        out.append(
+            [
+                f"wf.list_workflows(status='ERROR', limit=20) on {ln:,} rows (API call, warm connection)",
+                ms(a_pg),
+                "",
+                "",
+                ms(_med(ls, "sqlite", "api_error_ms")),
+                "",
+                "",
+                check(None if a_pg is None or ln < 1_000_000 else a_pg <= 50, "≤ 50 ms at 1M rows"),
+            ]
+        )
+        if _get(ls, "pg", "cli_error_ms") or _get(ls, "sqlite", "cli_error_ms"):
+            out.append(
+                [
+                    f"`wf list --status ERROR --limit 20` on {ln:,} rows (CLI, fresh process, wall)",
+                    ms(_med(ls, "pg", "cli_error_ms")),
+                    "",
+                    "",
+                    ms(_med(ls, "sqlite", "cli_error_ms")),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            out.append(
+                [
+                    f"`wf status ID` on {ln:,} rows (CLI, fresh process, wall)",
+                    ms(_med(ls, "pg", "cli_status_ms")),
+                    "",
+                    "",
+                    ms(_med(ls, "sqlite", "cli_status_ms")),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    cli = res.get("cli", {})
+    if cli.get("help_ms"):
+        h = ms(_med(cli, "help_ms"))
+        out.append(["`wf --help` (fresh process, wall; no database)", h, "", "", "", "", "", ""])
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    body = rows(res)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def header(res: dict[str, Any]) -> str:
+    m = res.get("meta", {})
+    pg = m.get("postgres", {})
+    lines = [
+        f"`{m.get('command', 'python -m bench')}` — started {m.get('date', '')}, took "
+        f"{m.get('minutes', '?')} min",
+        "",
+        f"Machine: {m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, wf {m.get('wf', '?')} "
+        f"({m.get('git', '?')}), DBOS {m.get('dbos') or 'not installed'}. Postgres {pg.get('server_version', '?')} "
+        f"on this host (fsync={pg.get('fsync', '?')}, synchronous_commit={pg.get('synchronous_commit', '?')}, "
+        f"wal_sync_method={pg.get('wal_sync_method', '?')}); SQLite {m.get('sqlite', '?')} files on the same disk.",
+        f"Medians of {m.get('samples_note', 'several runs')}; systems measured interleaved, round by round.",
+        f"Load average (1, 5, 15 min) at the start {_load(m.get('load_start'))}, at the end "
+        f"{_load(m.get('load_end'))} — other processes on this machine share its CPUs and disk.",
+    ]
+    return "\n".join(lines)
+
+
+def _load(v: Any) -> str:
+    return "?" if not v else " / ".join(f"{x:.2f}" for x in v)
+
+
+def notes(res: dict[str, Any]) -> str:
+    m = res.get("meta", {})
+    spread = []
+    for b, label in (("pg", "Postgres"), ("sqlite", "SQLite")):
+        f = _get(res, "floor", b, "ms_per_op")
+        if f:
+            spread.append(f"{label} {f['p10']:.3f}–{f['p90']:.3f} ms")
+    return "\n".join(
+        [
+            "- Floor spread (10th–90th percentile of single commits): "
+            + ("; ".join(spread) or "—")
+            + ". Commit latency on this disk varies between rounds; every ratio compares medians "
+            "taken over the same rounds.",
+            "- × floor: the figure divided by the raw commit of the same backend; wf ÷ DBOS: how many times "
+            "faster wf is than DBOS on the same workload (time ratio for sequential rows, throughput ratio "
+            "for the others).",
+            "- A trivial step returns its argument; a trivial transaction runs `SELECT 1` in a serializable "
+            "transaction (both libraries' default) and returns its argument; DBOS 3 transactions run through "
+            "`SQLAlchemyDatasource.transaction` on the same database.",
+            "- SQLite's floor commits without fsync (WAL, synchronous=NORMAL, what wf sets): durable against a "
+            "crash of the process, not of the machine; Postgres's floor waits for the WAL flush.",
+            f"- Sizes: {m.get('sizes_note', '')}",
+        ]
+    )
