@@ -391,6 +391,17 @@ def step_record(
         return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
     if exc is not None:
         raise exc
+    return as_recorded(value, output)
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def as_recorded(value: Any, output: str | None) -> Any:
+    """The value as a replay will see it: decoded from its record, except for
+    immutable JSON scalars, which decode to themselves."""
+    if type(value) in _SCALARS:
+        return value
     return loads(output)
 
 

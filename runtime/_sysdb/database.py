@@ -85,8 +85,15 @@ class _Base(Database):
     version_table = "schema_version"
     migrations: list[list[str]] = []
 
+    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
+        super().__init__(url, outage_timeout, pool_size)
+        self._rendered: dict[str, str] = {}
+
     def q(self, query: str) -> str:
-        return render(query, self.dialect, self.version_table)
+        sql = self._rendered.get(query)
+        if sql is None:
+            sql = self._rendered[query] = render(query, self.dialect, self.version_table)
+        return sql
 
     def run(self, query: str, /, **params: Any) -> Any:
         return self.execute(self.q(query), params)

@@ -213,11 +213,12 @@ class FastLane:
 
     def _execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
         try:
-            conn = self._idle.pop()
+            conn, cur = self._idle.pop()
         except IndexError:
             conn = self._connect()
+            cur = conn.cursor()  # reused for every statement on this connection
         try:
-            cur = conn.execute(sql, params)
+            cur.execute(sql, params)
             rows = cur.fetchall() if cur.description is not None else []
             result = _Materialized(rows, cur.rowcount)
         except BaseException as e:
@@ -227,22 +228,22 @@ class FastLane:
                 with contextlib.suppress(Exception):
                     conn.close()
             else:
-                self._put(conn)
+                self._put(conn, cur)
             raise
-        self._put(conn)
+        self._put(conn, cur)
         return result
 
-    def _put(self, conn: Any) -> None:
+    def _put(self, conn: Any, cur: Any) -> None:
         if self._closed:
             conn.close()
         else:
-            self._idle.append(conn)
+            self._idle.append((conn, cur))
 
     def close(self) -> None:
         self._closed = True
         while self._idle:
             with contextlib.suppress(Exception):
-                self._idle.pop().close()
+                self._idle.pop()[0].close()
 
 
 class _Materialized:
