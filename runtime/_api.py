@@ -341,6 +341,9 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
         executors = {r.executor_id: r for r in ex.sysdb.list_executors()}
         if not ex.is_dead(row.executor_id, executors):
             return WorkflowHandle(workflow_id)  # a live executor is running it
+    # a cancelled run still going in this process stops at its next recorded
+    # call; let it, or its last write could land on the resumed run
+    ex.wait_stopped(workflow_id)
     ex.sysdb.resume_workflow(workflow_id, ex.executor_id, row.queue)
     fresh = ex.sysdb.get_workflow(workflow_id)
     assert fresh is not None

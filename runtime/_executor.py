@@ -183,6 +183,14 @@ class Executor:
             if self._running.get(workflow_id) is fut:
                 del self._running[workflow_id]
 
+    def wait_stopped(self, workflow_id: str) -> None:
+        """Wait until this process is no longer running ``workflow_id``."""
+        with self._running_lock:
+            fut = self._running.get(workflow_id)
+        if fut is not None:
+            with contextlib.suppress(Exception):
+                fut.result()
+
     def running_count(self) -> int:
         with self._running_lock:
             return len(self._running)

@@ -145,14 +145,24 @@ def _dequeue_loop(ex: Executor) -> None:
                     concurrency=q.concurrency if q else None,
                     rate_limit=q.rate_limit if q else None,
                 )
-                for c in taken:
-                    spec = find_workflow(c.name)
-                    if spec is None:  # cannot happen: the query only takes registered names
-                        continue
-                    with lock:
-                        running.setdefault(name, set()).add(c.workflow_id)
-                    fut = ex.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
-                    fut.add_done_callback(functools.partial(_done_cb, done, name, c.workflow_id))
+                for i, c in enumerate(taken):
+                    try:
+                        spec = find_workflow(c.name)
+                        if spec is None:
+                            raise LookupError(f"{c.name} is not registered")
+                        with lock:
+                            running.setdefault(name, set()).add(c.workflow_id)
+                        fut = ex.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
+                        fut.add_done_callback(
+                            functools.partial(_done_cb, done, name, c.workflow_id)
+                        )
+                    except BaseException:
+                        # taken but not running: put the rest back, or they would
+                        # wait PENDING under this live executor for ever
+                        for rest in taken[i:]:
+                            done(name, rest.workflow_id)
+                            ex.sysdb.release_taken(rest.workflow_id, ex.executor_id)
+                        raise
         except Exception as e:
             log.warning("wf queues: %s", e)
         _wake.wait(POLL_INTERVAL)

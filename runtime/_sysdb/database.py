@@ -655,6 +655,10 @@ class SystemDatabase(_Base):
                     taken.append(ClaimedRow(*tuple(row)))
         return taken
 
+    def release_taken(self, workflow_id: str, executor_id: str) -> None:
+        """Put a dequeued workflow that this executor could not start back on its queue."""
+        self.run("release_taken", workflow_id=workflow_id, executor_id=executor_id, now=now_ms())
+
     def queue_names(self) -> list[str]:
         return [r[0] for r in self.run("queue_names")]
 

@@ -161,6 +161,9 @@ Q: dict[str, str] = {
             updated_at = :now, deadline = CASE WHEN timeout_ms IS NULL THEN NULL ELSE :now + timeout_ms END
         WHERE workflow_id = :workflow_id AND status = 'ENQUEUED'
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+    "release_taken": """
+        UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL, updated_at = :now
+        WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
     "queue_names": "SELECT DISTINCT queue FROM {s}workflows WHERE status = 'ENQUEUED' AND queue IS NOT NULL",
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """
