@@ -30,7 +30,7 @@ from ._runner import (
     step_record,
     wait_outcome,
 )
-from ._sysdb.database import now_ms
+from ._sysdb import now_ms
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,8 +21,7 @@ from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError
 from ._liveness import HOST, executor_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
-from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow
-from ._sysdb.database import now_ms
+from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms
 
 log = logging.getLogger("wf")
 

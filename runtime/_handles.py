@@ -31,7 +31,7 @@ class WorkflowHandle:
         return await asyncio.to_thread(self.result, timeout)
 
     def status(self) -> WorkflowInfo:
-        from ._api import get_workflow
+        from ._inspect import get_workflow
 
         return get_workflow(self.workflow_id)
 

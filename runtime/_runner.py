@@ -29,7 +29,7 @@ from ._errors import (
 from ._records import Status
 from ._registry import WorkflowSpec
 from ._serialization import dumps, dumps_error, loads, rebuild_error_json
-from ._sysdb.database import StepRow, now_ms
+from ._sysdb import StepRow, now_ms
 
 if TYPE_CHECKING:
     from ._executor import Executor

@@ -1,7 +1,17 @@
-"""The system database layer: schema and migrations, named SQL, and the
-SystemDatabase / AppDatabase classes that the executor calls. Nothing above
-this package writes SQL."""
+"""The system database layer: schema and migrations (schema.py), every SQL
+statement by name (queries.py), pools and outage retries (engine.py), typed
+operations (database.py with messaging.py and queueing.py), typed rows
+(rows.py). Nothing above this package writes SQL."""
 
-from .database import AppDatabase, StepRow, SystemDatabase, WorkflowRow
+from .database import AppDatabase, SystemDatabase
+from .rows import ClaimedRow, ExecutorRow, StepRow, WorkflowRow, now_ms
 
-__all__ = ["AppDatabase", "StepRow", "SystemDatabase", "WorkflowRow"]
+__all__ = [
+    "AppDatabase",
+    "ClaimedRow",
+    "ExecutorRow",
+    "StepRow",
+    "SystemDatabase",
+    "WorkflowRow",
+    "now_ms",
+]

@@ -1,0 +1,225 @@
+"""Durable sleep, messages and events: each a recorded call in its workflow."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _executor
+from ._context import current
+from ._errors import (
+    WfError,
+    WorkflowNotFoundError,
+    _OwnershipLost,
+)
+from ._notify import Waiter, ensure_listener, notify_local, wake_key
+from ._records import Status
+from ._runner import (
+    _NotRecorded,
+    check_determinism,
+    replay,
+    resolve_unrecorded,
+    step_begin,
+)
+from ._serialization import dumps, loads
+from ._sysdb import now_ms
+
+if TYPE_CHECKING:
+    pass
+
+
+# -- durable sleep, messages, events -----------------------------------------------------------
+
+
+def _in_workflow() -> Any:
+    ctx = current.get()
+    return ctx if ctx is not None and ctx.in_step is None else None
+
+
+def sleep(seconds: float) -> None:
+    """Durable sleep: after a restart only the remainder is slept."""
+    ctx = _in_workflow()
+    if ctx is None:
+        time.sleep(seconds)
+        return
+    ex = _executor.get()
+    pos, rec = step_begin(ex, ctx, "sleep", "sleep")
+    if rec is not None:
+        check_determinism(ctx, pos, rec, "sleep", "sleep")
+        wake = float(loads(rec.output))
+    else:
+        wake = time.time() + max(0.0, seconds)
+        if not ex.sysdb.record_step(
+            ctx.workflow_id, ctx.executor_id, pos, "sleep", "sleep", dumps(wake), None, now_ms()
+        ):
+            wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
+    waiter = Waiter(wake_key("c", ctx.workflow_id))
+    while True:
+        waiter.arm()
+        remaining = wake - time.time()
+        if remaining <= 0:
+            return
+        if ex.stopping.is_set():
+            raise _OwnershipLost()
+        waiter.wait(min(remaining, 1.0))
+        out = ex.sysdb.get_outcome(ctx.workflow_id) if remaining > 1.0 else None
+        if out is not None and out[0] == Status.CANCELLED:
+            from ._errors import WorkflowCancelledError
+
+            raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
+
+
+def _topic(topic: str | None) -> str:
+    return "" if topic is None else str(topic)
+
+
+def send(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> None:
+    """Send a message to a workflow (exactly once from inside a workflow; once
+    per ``idempotency_key`` from anywhere)."""
+    payload = dumps(message)
+    ctx = _in_workflow()
+    if ctx is None:
+        db = _executor.client()
+        if db.get_outcome(destination_id) is None:
+            raise WorkflowNotFoundError(f"no workflow with ID {destination_id!r}")
+        with db.transaction() as conn:
+            db.insert_message(destination_id, _topic(topic), payload, idempotency_key, conn)
+    else:
+        ex = _executor.get()
+        pos, rec = step_begin(ex, ctx, "send", "send")
+        if rec is not None:
+            replay(ctx, pos, rec, "send", "send")
+            return
+        started = now_ms()
+        try:
+            with ex.sysdb.transaction() as conn:
+                ex.sysdb.insert_message(
+                    destination_id, _topic(topic), payload, idempotency_key, conn
+                )
+                if not ex.sysdb.record_step(
+                    ctx.workflow_id,
+                    ctx.executor_id,
+                    pos,
+                    "send",
+                    "send",
+                    "null",
+                    None,
+                    started,
+                    conn=conn,
+                ):
+                    raise _NotRecorded()
+        except _NotRecorded:
+            replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "send", "send")
+            return
+    notify_local(wake_key("m", destination_id, _topic(topic)))
+
+
+def recv(topic: str | None = None, timeout: float = 60) -> Any:
+    """The oldest unread message on ``topic`` for this workflow, or None after
+    ``timeout`` seconds. Each message is delivered once."""
+    ctx = _in_workflow()
+    if ctx is None:
+        raise WfError("wf.recv() is only available inside a workflow")
+    ex = _executor.get()
+    pos, rec = step_begin(ex, ctx, "recv", "recv")
+    if rec is not None:
+        return replay(ctx, pos, rec, "recv", "recv")
+    started = now_ms()
+    t = _topic(topic)
+    ensure_listener(ex.sysdb.url)
+    deadline = time.monotonic() + max(0.0, timeout)
+    waiter = Waiter(wake_key("m", ctx.workflow_id, t))
+    delay = 0.005
+    while True:
+        waiter.arm()
+        try:
+            with ex.sysdb.transaction() as conn:
+                msg = ex.sysdb.take_message(ctx.workflow_id, t, conn)
+                if msg is not None or time.monotonic() >= deadline:
+                    out = msg if msg is not None else "null"
+                    if not ex.sysdb.record_step(
+                        ctx.workflow_id,
+                        ctx.executor_id,
+                        pos,
+                        "recv",
+                        "recv",
+                        out,
+                        None,
+                        started,
+                        conn=conn,
+                    ):
+                        raise _NotRecorded()
+                    return loads(out)
+        except _NotRecorded:
+            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "recv", "recv")
+        if ex.stopping.is_set():
+            raise _OwnershipLost()
+        waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.5)
+
+
+def set_event(key: str, value: Any) -> None:
+    """Publish a value under ``key`` for this workflow (last value wins)."""
+    ctx = _in_workflow()
+    if ctx is None:
+        raise WfError("wf.set_event() is only available inside a workflow")
+    payload = dumps(value)
+    ex = _executor.get()
+    pos, rec = step_begin(ex, ctx, "set_event", "event")
+    if rec is not None:
+        replay(ctx, pos, rec, "set_event", "event")
+        return
+    started = now_ms()
+    try:
+        with ex.sysdb.transaction() as conn:
+            ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn)
+            if not ex.sysdb.record_step(
+                ctx.workflow_id,
+                ctx.executor_id,
+                pos,
+                "set_event",
+                "event",
+                "null",
+                None,
+                started,
+                conn=conn,
+            ):
+                raise _NotRecorded()
+    except _NotRecorded:
+        replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "set_event", "event")
+        return
+    notify_local(wake_key("e", ctx.workflow_id, str(key)))
+
+
+def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
+    """The value a workflow published under ``key``, waiting up to ``timeout``
+    seconds for it; None if it never came."""
+    ctx = _in_workflow()
+    ex = _executor.get() if ctx is not None else None
+    db = ex.sysdb if ex is not None else _executor.client()
+    pos = -1
+    if ctx is not None and ex is not None:
+        pos, rec = step_begin(ex, ctx, "get_event", "event")
+        if rec is not None:
+            return replay(ctx, pos, rec, "get_event", "event")
+    started = now_ms()
+    ensure_listener(db.url)
+    deadline = time.monotonic() + max(0.0, timeout)
+    waiter = Waiter(wake_key("e", workflow_id, str(key)))
+    delay = 0.005
+    while True:
+        waiter.arm()
+        value = db.get_event(workflow_id, str(key))
+        if value is not None or time.monotonic() >= deadline:
+            break
+        waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.5)
+    out = value if value is not None else "null"
+    if ctx is not None and ex is not None:
+        if not ex.sysdb.record_step(
+            ctx.workflow_id, ctx.executor_id, pos, "get_event", "event", out, None, started
+        ):
+            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "get_event", "event")
+    return loads(out)

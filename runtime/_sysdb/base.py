@@ -1,0 +1,99 @@
+"""The base of both databases: named queries, reachability (creating a
+missing Postgres database) and versioned, concurrency-safe migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from .._config import display_url
+from .._errors import DatabaseUnreachableError
+from . import schema
+from .engine import Database, _first_line, is_connection_error
+from .queries import render
+
+
+class BaseDatabase(Database):
+    version_table = "schema_version"
+    migrations: list[list[str]] = []
+
+    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
+        super().__init__(url, outage_timeout, pool_size)
+        self._rendered: dict[str, str] = {}
+
+    def q(self, query: str) -> str:
+        sql = self._rendered.get(query)
+        if sql is None:
+            sql = self._rendered[query] = render(query, self.dialect, self.version_table)
+        return sql
+
+    def run(self, query: str, /, **params: Any) -> Any:
+        return self.execute(self.q(query), params)
+
+    def ensure_reachable(self) -> None:
+        """Connect once, creating the Postgres database when it is missing."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as e:
+            if self.dialect == "postgresql" and "does not exist" in str(e):
+                self._create_pg_database()
+                return
+            raise DatabaseUnreachableError(
+                f"cannot reach the database {display_url(self.url)}: {_first_line(e)}"
+            ) from e
+
+    def _create_pg_database(self) -> None:
+        url = sa.engine.make_url(self.url)
+        admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                name = url.database or "wf"
+                quoted = '"' + name.replace('"', '""') + '"'
+                try:
+                    conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                except sa_exc.ProgrammingError as e:
+                    if "already exists" not in str(e):
+                        raise
+        except DatabaseUnreachableError:
+            raise
+        except Exception as e:
+            raise DatabaseUnreachableError(
+                f"database {display_url(self.url)} does not exist and cannot be created: {_first_line(e)}"
+            ) from e
+        finally:
+            admin.dispose()
+
+    def schema_version(self) -> int:
+        try:
+            return int(self.run("get_version").scalar() or 0)
+        except sa_exc.ProgrammingError:
+            return 0
+        except sa_exc.OperationalError as e:
+            if is_connection_error(e) and "no such table" not in str(e):
+                raise
+            return 0
+
+    def migrate(self) -> int:
+        """Apply missing migrations; idempotent and safe from many processes at once."""
+
+        def attempt() -> int:
+            with self.transaction() as conn:
+                if self.dialect == "postgresql":
+                    # serialize concurrent launches; the lock ends with the transaction
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262001)")
+                    conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS wf")
+                conn.execute(sa.text(self.q("create_version_table")))
+                row = conn.execute(sa.text(self.q("get_version"))).first()
+                current = int(row[0]) if row else 0
+                if row is None:
+                    conn.execute(sa.text(self.q("insert_version")), {"v": 0})
+                for version in range(current + 1, len(self.migrations) + 1):
+                    for stmt in schema.statements(self.migrations[version - 1], self.dialect):
+                        conn.exec_driver_sql(stmt)
+                    conn.execute(sa.text(self.q("set_version")), {"v": version})
+                return len(self.migrations)
+
+        return self.retrying(attempt)

@@ -1,0 +1,125 @@
+"""Durable logs, events and messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from .base import BaseDatabase
+from .rows import now_ms
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+class MessagingMixin(BaseDatabase):
+    # -- logs --------------------------------------------------------------------------
+
+    def insert_log(
+        self,
+        workflow_id: str,
+        position: int,
+        seq: int,
+        time_ms: int,
+        level: str,
+        step: str | None,
+        message: str,
+    ) -> None:
+        self.run(
+            "insert_log",
+            workflow_id=workflow_id,
+            position=position,
+            seq=seq,
+            time=time_ms,
+            level=level,
+            step=step,
+            message=message,
+        )
+
+    def get_logs(
+        self,
+        workflow_id: str | None = None,
+        min_level: int | None = None,
+        since: int | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[int, str, int, str, str | None, str]]:
+        """(log_id, workflow_id, time, level, step, message), oldest first."""
+        prefix = "wf." if self.dialect == "postgresql" else ""
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if workflow_id is not None:
+            where.append("workflow_id = :workflow_id")
+            params["workflow_id"] = workflow_id
+        if since is not None:
+            where.append("time >= :since")
+            params["since"] = since
+        if after_id is not None:
+            where.append("log_id > :after_id")
+            params["after_id"] = after_id
+        if min_level is not None:
+            levels = [n for n, v in _LEVELS.items() if v >= min_level]
+            where.append("level IN (" + ", ".join(f":lv{i}" for i in range(len(levels))) + ")")
+            params.update({f"lv{i}": lv for i, lv in enumerate(levels)})
+        sql = f"SELECT log_id, workflow_id, time, level, step, message FROM {prefix}logs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY log_id"
+        if limit is not None:
+            sql += " LIMIT :limit"
+            params["limit"] = limit
+        return [tuple(r) for r in self.execute(sql, params)]
+
+    # -- events -------------------------------------------------------------------------
+
+    def set_event(
+        self, workflow_id: str, key: str, value: str, conn: Connection | None = None
+    ) -> None:
+        params = dict(workflow_id=workflow_id, key=key, value=value, now=now_ms())
+        if conn is not None:
+            conn.execute(self.text(self.q("set_event")), params)
+        else:
+            self.run("set_event", **params)
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        value = self.run("get_event", workflow_id=workflow_id, key=key).scalar()
+        return None if value is None else str(value)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def insert_message(
+        self,
+        destination_id: str,
+        topic: str,
+        message: str,
+        idempotency_key: str | None,
+        conn: Connection,
+    ) -> bool:
+        """Queue a message; False when its idempotency key was seen before."""
+        if idempotency_key is not None:
+            fresh = conn.execute(
+                self.text(self.q("insert_message_key")),
+                dict(destination_id=destination_id, idempotency_key=idempotency_key),
+            ).rowcount
+            if not fresh:
+                return False
+        conn.execute(
+            self.text(self.q("insert_message")),
+            dict(
+                destination_id=destination_id,
+                topic=topic,
+                message=message,
+                idempotency_key=idempotency_key,
+                now=now_ms(),
+            ),
+        )
+        return True
+
+    def take_message(self, destination_id: str, topic: str, conn: Connection) -> str | None:
+        row = conn.execute(
+            self.text(self.q("oldest_message")), dict(destination_id=destination_id, topic=topic)
+        ).first()
+        if row is None:
+            return None
+        conn.execute(self.text(self.q("delete_message")), dict(message_id=row[0]))
+        return str(row[1])
