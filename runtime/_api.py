@@ -71,7 +71,7 @@ def _start(
         raise ConfigurationError("timeout must be a positive number of seconds")
     # enqueueing from outside a workflow needs no executor here: a worker runs it
     ex = (
-        _executor.get()
+        _executor.for_call()
         if queue is None or current.get() is not None
         else _executor.current_or_none()
     )

@@ -42,7 +42,7 @@ def sleep(seconds: float) -> None:
     if ctx is None:
         time.sleep(seconds)
         return
-    ex = _executor.get()
+    ex = _executor.for_call()
     pos, rec = step_begin(ex, ctx, "sleep", "sleep")
     if rec is not None:
         check_determinism(ctx, pos, rec, "sleep", "sleep")
@@ -87,7 +87,7 @@ def send(
         with db.transaction() as conn:
             db.insert_message(destination_id, _topic(topic), payload, idempotency_key, conn)
     else:
-        ex = _executor.get()
+        ex = _executor.for_call()
         pos, rec = step_begin(ex, ctx, "send", "send")
         if rec is not None:
             replay(ctx, pos, rec, "send", "send")
@@ -122,7 +122,7 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
     ctx = _in_workflow()
     if ctx is None:
         raise WfError("wf.recv() is only available inside a workflow")
-    ex = _executor.get()
+    ex = _executor.for_call()
     pos, rec = step_begin(ex, ctx, "recv", "recv")
     if rec is not None:
         return replay(ctx, pos, rec, "recv", "recv")
@@ -166,7 +166,7 @@ def set_event(key: str, value: Any) -> None:
     if ctx is None:
         raise WfError("wf.set_event() is only available inside a workflow")
     payload = dumps(value)
-    ex = _executor.get()
+    ex = _executor.for_call()
     pos, rec = step_begin(ex, ctx, "set_event", "event")
     if rec is not None:
         replay(ctx, pos, rec, "set_event", "event")
@@ -197,7 +197,7 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
     """The value a workflow published under ``key``, waiting up to ``timeout``
     seconds for it; None if it never came."""
     ctx = _in_workflow()
-    ex = _executor.get() if ctx is not None else None
+    ex = _executor.for_call() if ctx is not None else None
     db = ex.sysdb if ex is not None else _executor.client()
     pos = -1
     if ctx is not None and ex is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WfError
@@ -31,7 +31,9 @@ class WorkflowContext:
     log_seq: int = 0
     step_position: int = -1  # the step running now, for its log lines
     step_log_seq: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # the executor running this workflow: its calls go through it even if the
+    # process has shut it down (then they stop) or launched another since
+    executor: Any = None
 
     def take_position(self) -> int:
         p = self.next_position

@@ -56,10 +56,11 @@ def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:
 
 
 def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ex = _executor.get()
+    ex = _executor.for_call()
     plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
     if isinstance(plan, Existing):
         return _finish_existing(ex, spec, plan)
+    plan.ctx.executor = ex
     a, kw = plan.decoded_args()
     try:
         outcome = run_body(ex, spec, plan.ctx, a, kw)
@@ -75,10 +76,11 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
 async def _call_workflow_async(
     spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    ex = _executor.get()
+    ex = _executor.for_call()
     plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
     if isinstance(plan, Existing):
         return await asyncio.to_thread(_finish_existing, ex, spec, plan)
+    plan.ctx.executor = ex
     a, kw = plan.decoded_args()
     try:
         outcome = await run_body_async(ex, spec, plan.ctx, a, kw)
@@ -174,7 +176,7 @@ def step(
                 ctx = current.get()
                 if ctx is None or ctx.in_step is not None:
                     return await _retry_async(None, policy, sname, lambda: f(*args, **kwargs))
-                ex = _executor.get()
+                ex = _executor.for_call()
                 pos, rec = step_begin(ex, ctx, sname, "step")
                 if rec is not None:
                     return replay(ctx, pos, rec, sname, "step")
@@ -197,7 +199,7 @@ def step(
             ctx = current.get()
             if ctx is None or ctx.in_step is not None:
                 return run_with_retries(None, policy, sname, lambda: f(*args, **kwargs))
-            ex = _executor.get()
+            ex = _executor.for_call()
             pos, rec = step_begin(ex, ctx, sname, "step")
             if rec is not None:
                 return replay(ctx, pos, rec, sname, "step")
@@ -267,7 +269,7 @@ def transaction(
             ctx = current.get()
             if ctx is not None and ctx.in_step is not None:
                 ctx = None  # inside a step: a plain transaction
-            return run_transaction(_executor.get(), ctx, tname, call, isolation, read_only)
+            return run_transaction(_executor.for_call(), ctx, tname, call, isolation, read_only)
 
         if inspect.iscoroutinefunction(f):
 

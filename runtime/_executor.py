@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
 from ._context import WorkflowContext
-from ._errors import ConfigurationError, WfError
+from ._errors import ConfigurationError, WfError, _OwnershipLost
 from ._liveness import HOST, executor_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
 from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms
@@ -167,6 +167,7 @@ class Executor:
             executor_id=self.executor_id,
             deadline_ms=deadline_ms,
             recorded=recorded,
+            executor=self,
         )
         with self._running_lock:
             existing = self._running.get(workflow_id)
@@ -399,6 +400,21 @@ def get() -> Executor:
         ex = _executor
         assert ex is not None
     return ex
+
+
+def for_call() -> Executor:
+    """The executor for a call made here: inside a workflow, the one running
+    it (a run whose executor has stopped stops too, left to recovery);
+    elsewhere the process's executor, launched if needed."""
+    from ._context import current
+
+    ctx = current.get()
+    if ctx is not None and ctx.executor is not None:
+        ex: Executor = ctx.executor
+        if ex.stopping.is_set():
+            raise _OwnershipLost()
+        return ex
+    return get()
 
 
 def current_or_none() -> Executor | None:

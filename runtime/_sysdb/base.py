@@ -67,14 +67,13 @@ class BaseDatabase(Database):
             admin.dispose()
 
     def schema_version(self) -> int:
+        """The applied schema version; 0 when there is no schema yet."""
         try:
             return int(self.run("get_version").scalar() or 0)
-        except sa_exc.ProgrammingError:
-            return 0
-        except sa_exc.OperationalError as e:
-            if is_connection_error(e) and "no such table" not in str(e):
+        except Exception as e:
+            if is_connection_error(e):
                 raise
-            return 0
+            return 0  # no version table: nothing applied
 
     def migrate(self) -> int:
         """Apply missing migrations; idempotent and safe from many processes at once."""

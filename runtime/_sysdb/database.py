@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
@@ -15,6 +14,7 @@ from sqlalchemy.engine import Connection
 from .._errors import QueueDedupError
 from . import schema
 from .base import BaseDatabase
+from .engine import is_integrity_error
 from .messaging import MessagingMixin
 from .queueing import QueueingMixin
 from .rows import _NEVER, ClaimedRow, ExecutorRow, StepRow, WorkflowRow, now_ms
@@ -65,8 +65,8 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                 timeout_ms=timeout_ms,
                 not_before=now + int(delay * 1000) if delay else None,
             )
-        except (sa_exc.IntegrityError, psycopg.IntegrityError):
-            if dedup_id is not None:
+        except Exception as e:
+            if dedup_id is not None and is_integrity_error(e):
                 raise QueueDedupError(
                     f"a workflow with dedup_id {dedup_id!r} is already enqueued or running on queue {queue!r}"
                 ) from None

@@ -64,16 +64,31 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     )
 
 
-def is_connection_error(e: BaseException) -> bool:
-    import psycopg
+def is_integrity_error(e: BaseException) -> bool:
+    """A constraint violation, from SQLAlchemy or straight from the driver
+    (the fast lane), without importing the driver."""
+    return any(c.__name__ == "IntegrityError" for c in type(e).__mro__)
 
-    if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
-        return True
-    if isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
-        return getattr(e, "sqlstate", None) not in ("40001", "40P01")
-    if isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    return isinstance(e, ConnectionError | OSError)
+
+def is_connection_error(e: BaseException) -> bool:
+    """Is ``e`` the database being unreachable (worth retrying), rather than
+    an error in the statement?"""
+    if isinstance(e, sa_exc.DBAPIError):
+        if e.connection_invalidated:
+            return True
+        e = e.orig or e
+    if type(e).__module__.startswith("psycopg"):
+        state = getattr(e, "sqlstate", None)
+        if state is None:  # raised by the client: no connection, or it broke
+            return type(e).__name__ in ("OperationalError", "InterfaceError")
+        # connection exceptions; shutting down, cannot connect now; too many clients
+        return state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300")
+    if type(e).__module__ == "sqlite3":
+        msg = str(e).lower()
+        return type(e).__name__ == "OperationalError" and any(
+            m in msg for m in ("locked", "busy", "unable to open", "disk i/o")
+        )
+    return isinstance(e, ConnectionError)
 
 
 class Database:
