@@ -1,0 +1,1 @@
+"""One module per group of commands. Each imports only typer at module level."""

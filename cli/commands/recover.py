@@ -1,0 +1,90 @@
+"""wf recover: finish the workflows left by dead executors, here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from .. import common, errors, options, output
+
+
+@errors.command
+def recover(
+    modules: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="MODULE",
+            help="Import these modules (pkg.module or path/to/file.py) for the workflows' code. "
+            "Default: the modules named by the recorded workflows.",
+            show_default=False,
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            metavar="EXECUTOR_ID",
+            help="Recover this executor's workflows, even if it looks alive.",
+            show_default=False,
+        ),
+    ] = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Recover the workflows of live executors too (they will stop theirs)."
+        ),
+    ] = False,
+    db: options.Db = None,
+    app_db: options.AppDb = None,
+    json_out: options.Json = False,
+    debug: options.Debug = False,
+) -> int:
+    """Finish every workflow left by a dead executor, in this process, and
+    print what was recovered.
+
+    Exit 0 when all recovered workflows succeed (or there was nothing to do),
+    1 if one ended in ERROR or could not be recovered (e.g. its module does not
+    import), 3 if one was CANCELLED or RETRIES_EXCEEDED.
+    """
+    if executor is not None and all_:
+        raise errors.BadInput("--executor and --all exclude each other")
+    common.setup(db, app_db)
+    from wf._loader import import_module
+
+    for m in modules or []:
+        import_module(m)  # unknown module: exit 2 before anything is touched
+
+    import wf
+
+    # wf.recover launches this process's executor itself, without the
+    # launch-time recovery pass that would race it for the same workflows
+    result = wf.recover(
+        modules=list(modules) if modules else None, executor_id=executor, include_live=all_
+    )
+    handles: list[Any] = list(result.handles)
+
+    for wid, reason in result.skipped:
+        errors.warn(f"not recovered: {wid}: {reason}")
+    if not handles:
+        if json_out:
+            output.dump_json([])
+        else:
+            output.print_lines("nothing to recover" if not result.skipped else "nothing recovered")
+        return errors.FAILED if result.skipped else errors.OK
+
+    infos: list[Any] = []
+    codes: list[int] = []
+    if not json_out:
+        output.print_lines(f"recovering {len(handles)} workflow(s)…", stderr=True)
+    for h in handles:
+        info, _ = common.wait_for(h, None, spin=not json_out, verb="recovering")
+        infos.append(info)
+        codes.append(common.outcome_code(info))
+    if result.skipped:
+        codes.append(errors.FAILED)
+    if json_out:
+        output.dump_json([output.workflow_json(i) for i in infos])
+    else:
+        output.print_workflows(infos)
+    return common.worst(codes)

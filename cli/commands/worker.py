@@ -1,0 +1,142 @@
+"""wf worker: a long-running executor serving queues, recovery and schedules."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+
+from .. import common, errors, options, output
+
+
+@errors.command
+def worker(
+    modules: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="MODULE",
+            help="Modules with the workflows to serve (pkg.module or path/to/file.py).",
+            show_default=False,
+        ),
+    ],
+    queues: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            metavar="QUEUE",
+            envvar="WF_WORKER_QUEUES",
+            show_envvar=True,
+            help="Serve only this queue (repeatable; the variable takes a space-separated list). "
+            "Default: every queue.",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            metavar="N",
+            envvar="WF_WORKER_CONCURRENCY",
+            show_envvar=True,
+            help="At most N workflows at once per queue in this process (unless the queue declares "
+            "its own worker_concurrency).",
+            show_default=False,
+        ),
+    ] = None,
+    executor_id: Annotated[
+        str | None,
+        typer.Option(
+            "--executor-id",
+            metavar="ID",
+            envvar="WF_EXECUTOR_ID",
+            show_envvar=True,
+            help="This executor's ID (default: host, pid and a random suffix).",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            envvar="WF_LOG_LEVEL",
+            show_envvar=True,
+            help="stderr logging level.",
+        ),
+    ] = "INFO",
+    db: options.Db = None,
+    app_db: options.AppDb = None,
+    json_out: options.Json = False,
+    debug: options.Debug = False,
+) -> int:
+    """Run an executor until SIGINT or SIGTERM: recovery, queues, schedules.
+
+    On a signal it stops cleanly; workflows still running are left to recovery
+    (any live executor adopts them at once). With --json: one JSON object when
+    it stops.
+    """
+    level = logging.getLevelName(log_level.strip().upper())
+    if not isinstance(level, int):
+        raise errors.BadInput(f"--log-level: unknown level {log_level!r}")
+    common.setup(db, app_db)
+    from wf._loader import import_module
+
+    for m in modules:
+        import_module(m)  # unknown module: exit 2 before anything is touched
+
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        if stop.is_set():  # a second signal: stop waiting for the clean shutdown
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    import wf
+    from wf import _executor
+    from wf._config import display_url
+
+    try:
+        wf.launch(
+            executor_id=executor_id or None,
+            queues=list(queues) if queues else None,
+            concurrency=concurrency,
+            worker=True,
+        )
+        ex = _executor.current_or_none()
+        eid = ex.executor_id if ex is not None else "?"
+        url = display_url(ex.config.database_url) if ex is not None else "?"
+        served = ", ".join(queues) if queues else "all queues"
+        output.print_lines(
+            f"wf worker {eid} on {url}: serving {served} for {', '.join(modules)}; Ctrl-C or SIGTERM to stop",
+            stderr=True,
+        )
+        while not stop.wait(0.5):
+            pass
+        output.print_lines("stopping: running workflows are left to recovery", stderr=True)
+        wf.shutdown()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if json_out:
+        output.dump_json(
+            {
+                "executor_id": eid,
+                "queues": list(queues) if queues else None,
+                "concurrency": concurrency,
+                "stopped_by": signal.Signals(received[0]).name if received else None,
+            }
+        )
+    return errors.OK
