@@ -329,11 +329,9 @@ def test_error_of_an_unknown_class_becomes_workflow_failed_error() -> None:
 
 
 def test_recorded_error_is_json() -> None:
-    assert json.loads(dumps_error(MyError("x"))) == {
-        "type": f"{__name__}.MyError",
-        "message": "x",
-        "args": ["x"],
-    }
+    recorded = json.loads(dumps_error(MyError("x")))
+    assert recorded["type"] == f"{__name__}.MyError"
+    assert recorded["message"] == "x"
 
 
 # -- no pickle --------------------------------------------------------------------------
