@@ -78,6 +78,7 @@ class _PgDatabases:
         self.admin_url = admin_url
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wf-test-pg")
         self.next: Future[str] | None = None
+        self.drops: list[tuple[str, Future[None]]] = []
 
     def _create(self) -> str:
         name = f"wf_t_{uuid.uuid4().hex[:16]}"
@@ -91,15 +92,20 @@ class _PgDatabases:
         return name
 
     def drop(self, name: str) -> None:
-        self.pool.submit(
-            _pg_admin_exec, self.admin_url, "DROP DATABASE IF EXISTS {} WITH (FORCE)", name
-        )
+        sql = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
+        self.drops.append((name, self.pool.submit(_pg_admin_exec, self.admin_url, sql, name)))
 
     def close(self) -> None:
         if self.next is not None:
             with contextlib.suppress(Exception):
                 self.drop(self.next.result())
         self.pool.shutdown(wait=True)
+        for name, fut in self.drops:
+            if fut.exception() is not None:
+                print(
+                    f"\nwarning: could not drop test database {name}: {fut.exception()}",
+                    file=sys.stderr,
+                )
 
 
 @pytest.fixture(scope="session")

@@ -178,6 +178,21 @@ def test_cancelled_workflow_can_be_resumed(launched: str) -> None:
     assert CALLS["tick"] - ticks_before <= 40 - done_before + 1
 
 
+def test_resume_right_after_cancel_runs_to_the_end(launched: str) -> None:
+    """The cancelled run may still be inside a step in this process when
+    resume is called: the resumed run must not be lost to it (nor race it)."""
+    for k in range(4):
+        wid = f"quick-resume-{k}"
+        CALLS.clear()
+        wf.start(busy_child, 30, workflow_id=wid)
+        wait_for(lambda: CALLS.get("tick", 0) >= 2, timeout=20)
+        wf.cancel(wid)
+        assert wf.resume(wid).result(timeout=60) == sum(range(30))
+        steps = wf.list_steps(wid)
+        assert [s.output for s in steps] == list(range(30))
+        assert wf.get_workflow(wid).status == wf.Status.SUCCESS
+
+
 # -- timeouts ---------------------------------------------------------------------------
 
 
