@@ -223,7 +223,7 @@ def explain_all(sysdb: Any) -> list[tuple[str, str, Any, str]]:
                 None,
             ),
             (
-                "dequeue: queue 'bench', 16 slots, concurrency 4 and rate limit (global limits), priority order",
+                "dequeue: queue 'bench', 16 slots, concurrency 4 and rate limit (global limits)",
                 lambda: sysdb.dequeue(
                     "bench",
                     "bench-explain",
@@ -231,12 +231,11 @@ def explain_all(sysdb: Any) -> list[tuple[str, str, Any, str]]:
                     [SENTINEL],
                     concurrency=4,
                     rate_limit=(100, 1.0),
-                    priority=True,
                 ),
                 NAMES[2],
             ),
             (
-                "dequeue: queue 'bench', 16 slots, no global limits, FIFO order",
+                "dequeue: queue 'bench', 16 slots, no global limits",
                 lambda: sysdb.dequeue(
                     "bench",
                     "bench-explain",
@@ -244,7 +243,6 @@ def explain_all(sysdb: Any) -> list[tuple[str, str, Any, str]]:
                     [SENTINEL],
                     concurrency=None,
                     rate_limit=None,
-                    priority=False,
                 ),
                 NAMES[2],
             ),

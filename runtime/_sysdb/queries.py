@@ -9,8 +9,20 @@ from __future__ import annotations
 import re
 
 DIALECT_FRAGMENTS = {
-    "postgresql": {"for_share": "FOR SHARE", "skip_locked": "FOR UPDATE SKIP LOCKED", "seq": "seq"},
-    "sqlite": {"for_share": "", "skip_locked": "", "seq": "rowid"},
+    "postgresql": {
+        "for_share": "FOR SHARE",
+        "skip_locked": "FOR UPDATE SKIP LOCKED",
+        "seq": "seq",
+        "queue_index_terms": "",
+    },
+    # SQLite uses a partial index only when the query repeats its WHERE terms
+    # (on Postgres they would cost the index's ordering)
+    "sqlite": {
+        "for_share": "",
+        "skip_locked": "",
+        "seq": "rowid",
+        "queue_index_terms": "AND status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL",
+    },
 }
 
 WORKFLOW_COLUMNS = (
@@ -145,16 +157,15 @@ Q: dict[str, str] = {
     "get_event": "SELECT value FROM {s}events WHERE workflow_id = :workflow_id AND key = :key",
     # -- queue dequeue (inside one transaction) ---------------------------------------------
     "queue_lock": "SELECT pg_advisory_xact_lock(hashtext('wf.queue.' || :queue))",
-    # the repeated terms let SQLite use the partial queue index
     "queue_running": """
         SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND status = 'PENDING'
-            AND status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL""",
+            {queue_index_terms}""",
     "queue_started_since": "SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND started_at >= :since",
     "queue_candidates": """
         SELECT workflow_id FROM {s}workflows
         WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
             AND name IN :names
-            AND status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL
+            {queue_index_terms}
         ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked}""",
     "queue_take": """
         UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
