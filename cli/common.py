@@ -29,6 +29,10 @@ def parse_arg(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise errors.BadInput(
+            f"an argument is JSON nested too deeply ({len(text):,} characters)"
+        ) from None
 
 
 def parse_kwargs(text: str | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from ._registry import WorkflowSpec, find_or_import_workflow
 from ._runner import (
     Existing,
     begin_workflow,
+    check_workflow_id,
     resolve_unrecorded,
 )
 from ._sysdb import now_ms
@@ -230,6 +231,7 @@ def restart(
     ex = None if detach else _executor.get()
     db = ex.sysdb if ex else db
     new_id = new_id or str(uuid.uuid4())
+    check_workflow_id(new_id)
     inserted = db.insert_restart(
         row,
         new_id,

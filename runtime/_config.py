@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
 
@@ -71,6 +72,10 @@ def normalize_url(url: str) -> str:
             f"unsupported database URL scheme {scheme!r} in {mask_url(url)!r}: use postgresql:// or sqlite:///"
         )
     rest = url[m.end() :]
+    try:
+        _ = urlsplit(url).port  # parses the host and port; raises on a malformed one
+    except ValueError as e:
+        raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: {e}") from None
     if base in ("postgresql", "postgres"):
         if not rest or rest.startswith("/") and len(rest) == 1:
             raise ConfigurationError(
@@ -85,20 +90,22 @@ def normalize_url(url: str) -> str:
 
 
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&\s]*)", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password shown as ***."""
-    return _PASSWORD.sub(r"\1***\3", url)
+    """The URL with its password (in the authority or the query) shown as ***."""
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***\3", url))
 
 
 def mask_text(text: str, *urls: str) -> str:
     """Remove any password of ``urls`` (or any URL-looking password) from ``text``."""
-    out = _PASSWORD.sub(r"\1***\3", text)
+    out = mask_url(text)
     for u in urls:
-        m = _PASSWORD.search(u)
-        if m and m.group(2):
-            out = out.replace(m.group(2), "***")
+        for pattern in (_PASSWORD, _QUERY_PASSWORD):
+            m = pattern.search(u)
+            if m and m.group(2):
+                out = out.replace(m.group(2), "***")
     return out
 
 

@@ -31,6 +31,7 @@ class WorkflowContext:
     log_seq: int = 0
     step_position: int = -1  # the step running now, for its log lines
     step_log_seq: int = 0
+    depth: int = 0  # how many parent workflows call this one inline
     # the executor running this workflow: its calls go through it even if the
     # process has shut it down (then they stop) or launched another since
     executor: Any = None

@@ -40,6 +40,9 @@ class DurableLogHandler(logging.Handler):
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
+        from ._serialization import clean_text
+
+        message = clean_text(message)
         with contextlib.suppress(Exception):
             ex.sysdb.insert_log(
                 ctx.workflow_id,

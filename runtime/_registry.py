@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._errors import ConfigurationError
 from ._loader import import_module, module_name_for_path
 
 
@@ -58,10 +60,20 @@ def find_workflow(name: str) -> WorkflowSpec | None:
     return _workflows.get(name)
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
 def find_or_import_workflow(name: str) -> WorkflowSpec | None:
+    """The registered function, importing the module a recorded name gives.
+    Only a dotted module name is imported: a name read from the database is
+    never taken as a file path."""
     spec = _workflows.get(name)
     if spec is None:
         mod = name.partition(":")[0]
+        if not _MODULE_NAME.match(mod):
+            raise ConfigurationError(
+                f"recorded module {mod[:200]!r} is not a module name; not importing it"
+            )
         import_module(mod)
         spec = _workflows.get(name)
     return spec

@@ -7,10 +7,12 @@ were loaded once and the call returns its recorded value without running."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 
 from ._context import WorkflowContext, current, take_assigned_id
 from ._errors import (
+    ConfigurationError,
     NonDeterminismError,
     RetriesExceededError,
     WfError,
@@ -118,6 +121,20 @@ class Existing:
     recorded: bool = False  # the parent already holds this call's record
 
 
+MAX_ID_BYTES = 1024
+MAX_CHILD_DEPTH = 100
+
+
+def check_workflow_id(workflow_id: str) -> None:
+    """IDs are keys of indexed columns: bounded, so a huge one is refused
+    up front instead of failing inside the database."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise ConfigurationError("a workflow ID is a non-empty string")
+    n = len(workflow_id.encode("utf-8", "surrogatepass"))
+    if n > MAX_ID_BYTES:
+        raise ConfigurationError(f"workflow ID is too long ({n:,} bytes; at most {MAX_ID_BYTES:,})")
+
+
 def encode_inputs(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
     return dumps({"args": list(args), "kwargs": kwargs})
 
@@ -159,6 +176,11 @@ def begin_workflow(
             wid = f"{parent.workflow_id}-{parent_position + 1}"
     if wid is None:
         wid = str(uuid.uuid4())
+    check_workflow_id(wid)
+    if parent is not None and parent.depth >= MAX_CHILD_DEPTH:
+        raise WfError(
+            f"child workflows nested deeper than {MAX_CHILD_DEPTH} levels (runaway recursion?)"
+        )
     status = Status.PENDING if queue is None else Status.ENQUEUED
     if status == Status.PENDING and executor_id is None:
         raise WfError("internal: a workflow run here needs an executor")
@@ -189,7 +211,11 @@ def begin_workflow(
         now_ms() + int(timeout * 1000) if timeout is not None and status == Status.PENDING else None
     )
     ctx = WorkflowContext(
-        workflow_id=wid, name=spec.name, executor_id=executor_id or "", deadline_ms=deadline
+        workflow_id=wid,
+        name=spec.name,
+        executor_id=executor_id or "",
+        deadline_ms=deadline,
+        depth=parent.depth + 1 if parent is not None else 0,
     )
     return Started(ctx, parent, parent_position, inputs)
 
@@ -203,11 +229,25 @@ def run_body(
         value = spec.fn(*args, **kwargs)
     except _OwnershipLost:
         raise
+    except RecursionError as e:
+        # recording the error needs stack that the recursion used up
+        with _more_stack():
+            return finish(ex, ctx, None, e)
     except Exception as e:
         return finish(ex, ctx, None, e)
     finally:
         current.reset(token)
     return finish(ex, ctx, value, None)
+
+
+@contextlib.contextmanager
+def _more_stack(extra: int = 2000) -> Iterator[None]:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + extra)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 async def run_body_async(

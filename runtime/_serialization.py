@@ -152,10 +152,29 @@ def _loaded_class(path: str) -> Any:
     return obj
 
 
+def clean_text(text: str) -> str:
+    """``text`` as storable UTF-8: undecodable bytes smuggled into a str
+    (surrogateescape, e.g. a non-UTF-8 file name) shown as backslash escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def dumps(value: Any) -> str:
     """Encode ``value``; raises SerializationError when it cannot be stored."""
     try:
-        return json.dumps(_enc(value, 0), separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(_enc(value, 0), separators=(",", ":"), ensure_ascii=False)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate would fail in the driver instead
+        return text
+    except UnicodeEncodeError as e:
+        raise SerializationError(
+            "text holds undecodable characters (lone surrogates) and cannot be stored as UTF-8"
+        ) from e
     except RecursionError as e:
         raise SerializationError("value is nested too deeply (or refers to itself)") from e
     except SerializationError:
@@ -176,8 +195,12 @@ def loads(text: str | None) -> Any:
 def error_to_info(exc: BaseException) -> ErrorInfo:
     cls = type(exc)
     if isinstance(exc, WorkflowFailedError):
-        return ErrorInfo(exc.type_name, exc.message)
-    return ErrorInfo(f"{_module_of(cls)}.{cls.__qualname__}", str(exc))
+        return ErrorInfo(exc.type_name, clean_text(exc.message))
+    try:
+        message = str(exc)
+    except Exception:
+        message = repr(exc)
+    return ErrorInfo(f"{_module_of(cls)}.{cls.__qualname__}", clean_text(message))
 
 
 def _args_json(exc: BaseException) -> Any:
@@ -185,8 +208,10 @@ def _args_json(exc: BaseException) -> Any:
     exceptions become their text (which is how most __str__s show them)."""
     args = [str(a) if isinstance(a, BaseException) else a for a in exc.args]
     try:
-        return _enc(args, 0)
-    except (SerializationError, RecursionError):
+        encoded = _enc(args, 0)
+        json.dumps(encoded, ensure_ascii=False).encode("utf-8")
+        return encoded
+    except (SerializationError, RecursionError, UnicodeEncodeError, TypeError, ValueError):
         return None
 
 

@@ -64,6 +64,11 @@ def recover(
     )
     handles: list[Any] = list(result.handles)
 
+    if result.imported_modules:
+        output.print_lines(
+            "imported (named by recorded workflows): " + ", ".join(result.imported_modules),
+            stderr=True,
+        )
     for wid, reason in result.skipped:
         errors.warn(f"not recovered: {wid}: {reason}")
     if not handles:
