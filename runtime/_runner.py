@@ -360,16 +360,20 @@ def replay(ctx: WorkflowContext, position: int, rec: StepRow, name: str, kind: s
 
 
 def resolve_unrecorded(ex: Executor, ctx: WorkflowContext, position: int) -> StepRow:
-    """Our write was refused: either the call is recorded already (another
-    executor ran it: use that value, for fidelity), or the workflow is
-    cancelled, or it is not ours any more."""
-    rec = ex.sysdb.get_step(ctx.workflow_id, position)
-    if rec is not None:
-        return rec
-    out = ex.sysdb.get_outcome(ctx.workflow_id)
-    if out is not None and out[0] == Status.CANCELLED:
+    """Our write was refused. If the workflow was cancelled: raise that. If
+    it is not ours any more (adopted by another executor, or ended): stop
+    quietly, running nothing further. If it is still ours, the call is
+    recorded already (our own write that committed before a connection
+    dropped): return that record."""
+    row = ex.sysdb.get_workflow(ctx.workflow_id)
+    if row is not None and row.status == Status.CANCELLED:
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
-    raise _OwnershipLost()
+    if row is None or row.status != Status.PENDING or row.executor_id != ctx.executor_id:
+        raise _OwnershipLost()
+    rec = ex.sysdb.get_step(ctx.workflow_id, position)
+    if rec is None:
+        raise _OwnershipLost()
+    return rec
 
 
 def check_live(ex: Executor, ctx: WorkflowContext) -> None:
