@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _executor
@@ -23,6 +24,7 @@ from ._runner import (
 )
 from ._serialization import dumps, loads
 from ._sysdb import now_ms
+from ._sysdb.engine import is_connection_error
 
 if TYPE_CHECKING:
     pass
@@ -73,6 +75,44 @@ def _topic(topic: str | None) -> str:
     return "" if topic is None else str(topic)
 
 
+def _recorded_write(
+    ex: Any,
+    ctx: Any,
+    pos: int,
+    name: str,
+    kind: str,
+    started: int,
+    write: Callable[[Any], Any],
+) -> None:
+    """``write`` and the call's record in one transaction (so it happens
+    exactly once), run again if the connection drops midway."""
+    outage: float | None = None
+    while True:
+        try:
+            with ex.sysdb.transaction() as conn:
+                write(conn)
+                if not ex.sysdb.record_step(
+                    ctx.workflow_id,
+                    ctx.executor_id,
+                    pos,
+                    name,
+                    kind,
+                    "null",
+                    None,
+                    started,
+                    conn=conn,
+                ):
+                    raise _NotRecorded()
+            return
+        except _NotRecorded:
+            replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
+            return
+        except Exception as e:
+            if not is_connection_error(e):
+                raise
+            outage = ex.sysdb.wait_for_database(outage, e)
+
+
 def send(
     destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
 ) -> None:
@@ -93,26 +133,17 @@ def send(
             replay(ctx, pos, rec, "send", "send")
             return
         started = now_ms()
-        try:
-            with ex.sysdb.transaction() as conn:
-                ex.sysdb.insert_message(
-                    destination_id, _topic(topic), payload, idempotency_key, conn
-                )
-                if not ex.sysdb.record_step(
-                    ctx.workflow_id,
-                    ctx.executor_id,
-                    pos,
-                    "send",
-                    "send",
-                    "null",
-                    None,
-                    started,
-                    conn=conn,
-                ):
-                    raise _NotRecorded()
-        except _NotRecorded:
-            replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "send", "send")
-            return
+        _recorded_write(
+            ex,
+            ctx,
+            pos,
+            "send",
+            "send",
+            started,
+            lambda conn: ex.sysdb.insert_message(
+                destination_id, _topic(topic), payload, idempotency_key, conn
+            ),
+        )
     notify_local(wake_key("m", destination_id, _topic(topic)))
 
 
@@ -132,6 +163,7 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
     deadline = time.monotonic() + max(0.0, timeout)
     waiter = Waiter(wake_key("m", ctx.workflow_id, t))
     delay = 0.005
+    outage: float | None = None
     while True:
         waiter.arm()
         try:
@@ -154,6 +186,11 @@ def recv(topic: str | None = None, timeout: float = 60) -> Any:
                     return loads(out)
         except _NotRecorded:
             return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "recv", "recv")
+        except Exception as e:
+            if not is_connection_error(e):
+                raise
+            outage = ex.sysdb.wait_for_database(outage, e)
+            continue
         if ex.stopping.is_set():
             raise _OwnershipLost()
         waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
@@ -172,24 +209,15 @@ def set_event(key: str, value: Any) -> None:
         replay(ctx, pos, rec, "set_event", "event")
         return
     started = now_ms()
-    try:
-        with ex.sysdb.transaction() as conn:
-            ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn)
-            if not ex.sysdb.record_step(
-                ctx.workflow_id,
-                ctx.executor_id,
-                pos,
-                "set_event",
-                "event",
-                "null",
-                None,
-                started,
-                conn=conn,
-            ):
-                raise _NotRecorded()
-    except _NotRecorded:
-        replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "set_event", "event")
-        return
+    _recorded_write(
+        ex,
+        ctx,
+        pos,
+        "set_event",
+        "event",
+        started,
+        lambda conn: ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn),
+    )
     notify_local(wake_key("e", ctx.workflow_id, str(key)))
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
 from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError, _OwnershipLost
-from ._liveness import HOST, executor_alive
+from ._liveness import HOST, pid_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
 from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms
 
@@ -76,6 +76,7 @@ class Executor:
         self._running_lock = threading.Lock()
         self._ended = threading.Condition()
         self.started_ms = now_ms()
+        self.connected_since = time.time()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -217,6 +218,11 @@ class Executor:
                 if now - last_beat >= HEARTBEAT_INTERVAL:
                     self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
                     last_beat = now
+                if time.monotonic() - now > max(HEARTBEAT_INTERVAL, 2.0):
+                    # we were cut off from the database (these calls wait out
+                    # outages): so was everyone, so stale heartbeats prove
+                    # nothing until a whole stale period has passed again
+                    self.connected_since = time.time()
                 if self.recovery_enabled and now - last_recovery >= RECOVERY_INTERVAL:
                     self.recover()
                     last_recovery = now
@@ -231,11 +237,20 @@ class Executor:
         for wid in self.sysdb.expired_deadlines():
             cancel_in(self.sysdb, wid)
 
-    def is_dead(self, executor_id: str, executors: dict[str, Any]) -> bool:
+    def is_dead(
+        self, executor_id: str, executors: dict[str, Any], trust_stale: bool = False
+    ) -> bool:
+        """Gone (its row removed at a clean stop), or on this host with its
+        process gone, or with a stale heartbeat — which only counts once this
+        executor has itself been connected for a whole stale period, so an
+        outage that stopped everyone's heartbeats makes no one look dead."""
         row = executors.get(executor_id)
         if row is None:
             return True
-        return not executor_alive(row.host, row.pid, row.started_at, row.heartbeat_at, STALE_AFTER)
+        if row.host == HOST and not pid_alive(row.pid, row.started_at):
+            return True
+        stale = time.time() * 1000 - row.heartbeat_at > STALE_AFTER * 1000
+        return stale and (trust_stale or time.time() - self.connected_since >= STALE_AFTER)
 
     def recover(
         self,
@@ -262,7 +277,11 @@ class Executor:
             if eid == self.executor_id:
                 if not include_own:
                     continue
-            elif not include_live and executor_id is None and not self.is_dead(eid, executors):
+            elif (
+                not include_live
+                and executor_id is None
+                and not self.is_dead(eid, executors, trust_stale=import_missing)
+            ):
                 continue
             # ours (fixed ID): only what predates this process; the rest runs here
             before = self.started_ms if eid == self.executor_id else None

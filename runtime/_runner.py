@@ -33,6 +33,7 @@ from ._records import Status
 from ._registry import WorkflowSpec
 from ._serialization import dumps, dumps_error, loads, rebuild_error_json
 from ._sysdb import StepRow, now_ms
+from ._sysdb.engine import is_connection_error
 
 if TYPE_CHECKING:
     from ._executor import Executor
@@ -514,6 +515,7 @@ def run_transaction(
     # the step row goes in the user's commit when both live in one database
     in_commit = ctx is not None and ex.same_db and not (read_only and pg)
     attempt = 0
+    outage_wait: float | None = None
     started = now_ms()
     while True:
         output: str | None = None
@@ -559,6 +561,12 @@ def run_transaction(
             if is_serialization_failure(e) and attempt < 20:
                 attempt += 1
                 time.sleep(min(0.001 * 2**attempt, 0.5))
+                continue
+            if is_connection_error(e) and ctx is not None:
+                # the transaction rolled back with its connection (or it
+                # committed and only the answer was lost: then the retry
+                # finds its record); wait for the database and run it again
+                outage_wait = db.wait_for_database(outage_wait, e)
                 continue
             if ctx is None:
                 raise

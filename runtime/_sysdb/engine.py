@@ -43,7 +43,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, pre_ping: bool = False) -> Engine:
     if dialect_of(url) == "sqlite":
         engine = sa.create_engine(
             url,
@@ -59,7 +59,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=False,
+        pool_pre_ping=pre_ping,
         connect_args={"connect_timeout": 10, "application_name": "wf"},
     )
 
@@ -101,7 +101,9 @@ class Database:
     def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
         self.url = url
         self.dialect = dialect_of(url)
-        self.engine = make_engine(url, pool_size)
+        # fail-fast clients (CLI) check pooled connections before use: their
+        # first statement after a database restart must not fail on a dead one
+        self.engine = make_engine(url, pool_size, pre_ping=outage_timeout == 0)
         self.outage_timeout = outage_timeout
         self._texts: dict[str, sa.TextClause] = {}
         self._compiled: dict[str, str] = {}
@@ -142,6 +144,23 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def wait_for_database(self, delay: float | None, error: BaseException) -> float:
+        """One backoff wait inside a caller's own retry loop (for blocks that
+        cannot be wrapped in ``retrying``); returns the next delay."""
+        if self.outage_timeout == 0:
+            raise DatabaseUnreachableError(
+                f"cannot reach the database {display_url(self.url)}: {_first_line(error)}"
+            ) from error
+        if delay is None:
+            log.warning(
+                "database %s unreachable, retrying: %s", display_url(self.url), _first_line(error)
+            )
+            delay = 0.05
+        if self.lane is not None:
+            self.lane.drop_idle()
+        time.sleep(delay)
+        return min(delay * 2, 2.0)
+
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         """One statement, autocommitted (one round trip), retried through outages."""
         if self.lane is not None:
@@ -169,17 +188,28 @@ class Database:
     def transaction(
         self, isolation: str | None = None, read_only: bool = False
     ) -> Iterator[Connection]:
-        """An explicit transaction. Not retried here: callers retry the whole block."""
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                begin = "BEGIN"
-                if isolation:
-                    begin += " ISOLATION LEVEL " + ISOLATION_SQL[isolation]
-                if read_only:
-                    begin += " READ ONLY"
-            else:
-                begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
-            conn.exec_driver_sql(begin)
+        """An explicit transaction. Opening it (connect and BEGIN) waits out an
+        outage; a block that fails midway is re-run by its caller."""
+        if self.dialect == "postgresql":
+            begin = "BEGIN"
+            if isolation:
+                begin += " ISOLATION LEVEL " + ISOLATION_SQL[isolation]
+            if read_only:
+                begin += " READ ONLY"
+        else:
+            begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+        def open_begun() -> Connection:
+            conn = self.engine.connect()
+            try:
+                conn.exec_driver_sql(begin)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        conn = self.retrying(open_begun)
+        with conn:
             try:
                 yield conn
             except BaseException:
@@ -193,6 +223,10 @@ class Database:
         if self.lane is not None:
             self.lane.close()
         self.engine.dispose()
+
+
+class _StaleConnection(Exception):
+    pass
 
 
 class FastLane:
@@ -224,12 +258,25 @@ class FastLane:
 
     def execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
         with self._slots:
-            return self._execute(sql, params)
+            try:
+                return self._execute(sql, params)
+            except _StaleConnection:
+                # a pooled connection died with the server: so did its
+                # siblings; try once more on a fresh connection
+                self.drop_idle()
+                return self._execute(sql, params)
+
+    def drop_idle(self) -> None:
+        while self._idle:
+            with contextlib.suppress(Exception):
+                self._idle.pop()[0].close()
 
     def _execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
+        reused = True
         try:
             conn, cur = self._idle.pop()
         except IndexError:
+            reused = False
             conn = self._connect()
             cur = conn.cursor()  # reused for every statement on this connection
         try:
@@ -244,6 +291,8 @@ class FastLane:
                     conn.close()
             else:
                 self._put(conn, cur)
+            if reused and is_connection_error(e):
+                raise _StaleConnection() from e
             raise
         self._put(conn, cur)
         return result
