@@ -63,7 +63,8 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
     plan.ctx.executor = ex
     a, kw = plan.decoded_args()
     try:
-        outcome = run_body(ex, spec, plan.ctx, a, kw)
+        with ex.running_inline(plan.ctx.workflow_id):
+            outcome = run_body(ex, spec, plan.ctx, a, kw)
     except _OwnershipLost:
         outcome = _after_lost(ex, plan.ctx)
     if plan.parent is not None and plan.parent_position is not None:
@@ -83,7 +84,8 @@ async def _call_workflow_async(
     plan.ctx.executor = ex
     a, kw = plan.decoded_args()
     try:
-        outcome = await run_body_async(ex, spec, plan.ctx, a, kw)
+        with ex.running_inline(plan.ctx.workflow_id):
+            outcome = await run_body_async(ex, spec, plan.ctx, a, kw)
     except _OwnershipLost:
         outcome = await asyncio.to_thread(_after_lost, ex, plan.ctx)
     if plan.parent is not None and plan.parent_position is not None:

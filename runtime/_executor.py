@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,13 +22,16 @@ from ._context import WorkflowContext
 from ._errors import ConfigurationError, WfError, _OwnershipLost
 from ._liveness import HOST, pid_alive
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
-from ._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms
+from ._sysdb import AppDatabase, ClaimedRow, StepRow, SystemDatabase, WorkflowRow, now_ms
 
 log = logging.getLogger("wf")
 
 HEARTBEAT_INTERVAL = float(os.environ.get("WF_HEARTBEAT_INTERVAL", "5"))
 STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
 RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
+# a row of ours in flight, run by nothing here and untouched this long, was
+# claimed by a statement whose answer never reached us: run it
+ORPHAN_AFTER = max(10.0, 4 * RECOVERY_INTERVAL)
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Executor:
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, Future[Any]] = {}
+        # workflows run in their caller's thread (a direct call, a child)
+        self._inline: set[str] = set()
         self._running_lock = threading.Lock()
         self._ended = threading.Condition()
         self.started_ms = now_ms()
@@ -184,6 +190,23 @@ class Executor:
             if self._running.get(workflow_id) is fut:
                 del self._running[workflow_id]
 
+    @contextlib.contextmanager
+    def running_inline(self, workflow_id: str) -> Iterator[None]:
+        """Mark ``workflow_id`` as running in the caller's thread, so the
+        orphan sweep leaves it alone."""
+        with self._running_lock:
+            self._inline.add(workflow_id)
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._inline.discard(workflow_id)
+
+    def _runs_here(self, workflow_id: str) -> bool:
+        with self._running_lock:
+            fut = self._running.get(workflow_id)
+            return workflow_id in self._inline or (fut is not None and not fut.done())
+
     def wait_stopped(self, workflow_id: str) -> None:
         """Wait until this process is no longer running ``workflow_id``."""
         with self._running_lock:
@@ -225,6 +248,7 @@ class Executor:
                     self.connected_since = time.time()
                 if self.recovery_enabled and now - last_recovery >= RECOVERY_INTERVAL:
                     self.recover()
+                    self.sweep_orphans()
                     last_recovery = now
             except Exception as e:  # keep the executor alive through outages
                 log.warning(
@@ -250,7 +274,10 @@ class Executor:
         if row.host == HOST and not pid_alive(row.pid, row.started_at):
             return True
         stale = time.time() * 1000 - row.heartbeat_at > STALE_AFTER * 1000
-        return stale and (trust_stale or time.time() - self.connected_since >= STALE_AFTER)
+        # an outage seen by any call here counts, even one that began while
+        # this recovery pass was already under way
+        connected_since = max(self.connected_since, self.sysdb.last_outage)
+        return stale and (trust_stale or time.time() - connected_since >= STALE_AFTER)
 
     def recover(
         self,
@@ -302,27 +329,53 @@ class Executor:
             claimed = self.sysdb.claim_all(
                 eid, self.executor_id, known, include_queued=import_missing, before=before
             )
-            steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
-            for c in claimed:
-                if c.recovery_attempts > c.max_recovery_attempts:
-                    self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
-                    log.warning(
-                        "wf: %s exceeded %d recovery attempts",
-                        c.workflow_id,
-                        c.max_recovery_attempts,
-                    )
-                    continue
-                spec = find_workflow(c.name)
-                assert spec is not None
-                log.info("wf: recovering %s (%s) from executor %s", c.workflow_id, c.name, eid)
-                recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
-                self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
-                result.handles.append(WorkflowHandle(c.workflow_id))
+            for wid in self._run_claimed(claimed, f"from executor {eid}"):
+                result.handles.append(WorkflowHandle(wid))
             # what is left is code this process does not have: leave it for one that does
             if eid != self.executor_id:
                 for wid, name in self.sysdb.inflight_of_executor(eid):
                     result.skipped.append((wid, f"function {name} is not defined in this process"))
         return result
+
+    def sweep_orphans(self) -> list[str]:
+        """Run this executor's own in-flight workflows that nothing here runs.
+
+        A dequeue or recovery claim can commit while its answer is lost with
+        the connection; the claimed rows then name this live executor, so no
+        one else adopts them and, without this sweep, no one runs them. Rows
+        are left alone until they are ``ORPHAN_AFTER`` old, far longer than
+        any claim takes to reach its submit, and claimed again by ID, so a
+        workflow that ended or was resumed meanwhile is not touched."""
+        if self.stopping.is_set():
+            return []
+        before = now_ms() - int(ORPHAN_AFTER * 1000)
+        ids = [w for w in self.sysdb.own_stale(self.executor_id, before) if not self._runs_here(w)]
+        if not ids:
+            return []
+        names = [n for n in self.sysdb.inflight_names(self.executor_id) if find_workflow(n)]
+        claimed = self.sysdb.claim_own(self.executor_id, ids, names, before)
+        # a run that began between the check and the claim cannot exist: runs
+        # here start only on rows written just now, never on a stale one
+        return self._run_claimed(claimed, "(claimed by this executor, never run)")
+
+    def _run_claimed(self, claimed: list[ClaimedRow], source: str) -> list[str]:
+        """Replay claimed workflows in the background; returns their IDs."""
+        steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
+        started = []
+        for c in claimed:
+            if c.recovery_attempts > c.max_recovery_attempts:
+                self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
+                log.warning(
+                    "wf: %s exceeded %d recovery attempts", c.workflow_id, c.max_recovery_attempts
+                )
+                continue
+            spec = find_workflow(c.name)
+            assert spec is not None
+            log.info("wf: recovering %s (%s) %s", c.workflow_id, c.name, source)
+            recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
+            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
+            started.append(c.workflow_id)
+        return started
 
 
 # -- the process's executor ---------------------------------------------------------

@@ -131,15 +131,41 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         whose function is in ``names``."""
         if not names:
             return []
-        stmt = sa.text(self.q("claim_all")).bindparams(sa.bindparam("names", expanding=True))
-        params = dict(
+        return self._claim(
+            "claim_all",
+            ("names",),
             old_executor_id=old_executor_id,
             executor_id=executor_id,
             names=names,
             include_queued=1 if include_queued else 0,
             before=before if before is not None else _NEVER,
-            now=now_ms(),
         )
+
+    def own_stale(self, executor_id: str, before: int) -> list[str]:
+        """IDs of ``executor_id``'s in-flight workflows not updated since ``before``."""
+        return [r[0] for r in self.run("own_stale", executor_id=executor_id, before=before)]
+
+    def claim_own(
+        self, executor_id: str, ids: list[str], names: list[str], before: int
+    ) -> list[ClaimedRow]:
+        """Re-claim (counting a recovery attempt) those of ``ids`` that are
+        still this executor's, in flight and untouched since ``before``."""
+        if not ids or not names:
+            return []
+        return self._claim(
+            "claim_own",
+            ("ids", "names"),
+            executor_id=executor_id,
+            ids=ids,
+            names=names,
+            before=before,
+        )
+
+    def _claim(self, query: str, lists: tuple[str, ...], **params: Any) -> list[ClaimedRow]:
+        stmt = sa.text(self.q(query)).bindparams(
+            *(sa.bindparam(name, expanding=True) for name in lists)
+        )
+        params["now"] = now_ms()
 
         def run() -> list[ClaimedRow]:
             with self.transaction() as conn:

@@ -111,6 +111,10 @@ class Database:
         # Postgres: measured, they cost about as much as the round trip itself
         self.lane = FastLane(url) if self.dialect == "postgresql" else None
         self._lock = threading.Lock()
+        # wall-clock time of the last connection error any call here saw:
+        # liveness judgements made just after an outage must not trust
+        # heartbeats that everyone was unable to write
+        self.last_outage = 0.0
 
     def text(self, sql: str) -> sa.TextClause:
         t = self._texts.get(sql)
@@ -130,6 +134,7 @@ class Database:
             except Exception as e:
                 if not is_connection_error(e):
                     raise
+                self.last_outage = time.time()
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise DatabaseUnreachableError(
                         f"cannot reach the database {display_url(self.url)}: {_first_line(e)}"
@@ -147,6 +152,7 @@ class Database:
     def wait_for_database(self, delay: float | None, error: BaseException) -> float:
         """One backoff wait inside a caller's own retry loop (for blocks that
         cannot be wrapped in ``retrying``); returns the next delay."""
+        self.last_outage = time.time()
         if self.outage_timeout == 0:
             raise DatabaseUnreachableError(
                 f"cannot reach the database {display_url(self.url)}: {_first_line(error)}"

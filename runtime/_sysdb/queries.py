@@ -80,6 +80,18 @@ Q: dict[str, str] = {
         WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
             AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+    # this executor's own in-flight rows untouched since :before; the caller
+    # drops those it is running and claims the rest by ID (a claim whose
+    # answer was lost leaves rows here that nothing runs)
+    "own_stale": """
+        SELECT workflow_id FROM {s}workflows
+        WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :before""",
+    "claim_own": """
+        UPDATE {s}workflows
+        SET recovery_attempts = recovery_attempts + 1, updated_at = :now
+        WHERE status = 'PENDING' AND executor_id = :executor_id AND workflow_id IN :ids
+            AND name IN :names AND updated_at < :before
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "cancel_workflow": """
         UPDATE {s}workflows SET status = 'CANCELLED', updated_at = :now
         WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'ENQUEUED')""",

@@ -272,11 +272,6 @@ LOST = {
 }
 
 
-@pytest.mark.xfail(
-    reason="known gap: when the answer to a committed dequeue or recovery claim is lost, the "
-    "workflow waits PENDING under its live executor until that process restarts (see README)",
-    strict=False,
-)
 @pytest.mark.parametrize("what", list(LOST))
 def test_lost_answer_to_a_claim_does_not_strand_the_workflow(
     private_db: str, procs: Procs, proxy: NetProxy, what: str
