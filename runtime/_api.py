@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _executor
-from ._context import current
+from ._context import current, take_assigned_id
 from ._errors import (
     ConfigurationError,
     WorkflowConflictError,
@@ -133,7 +134,12 @@ async def start_async(
     timeout: float | None = None,
     **kwargs: Any,
 ) -> WorkflowHandle:
-    return start(fn, *args, workflow_id=workflow_id, queue=queue, timeout=timeout, **kwargs)
+    """``start`` for async code: its database calls (and a first launch) run
+    in a worker thread, never on the caller's event loop."""
+    wid = workflow_id or take_assigned_id()  # the thread's context is a copy
+    return await asyncio.to_thread(
+        start, fn, *args, workflow_id=wid, queue=queue, timeout=timeout, **kwargs
+    )
 
 
 def retrieve(workflow_id: str) -> WorkflowHandle:

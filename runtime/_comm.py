@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _executor
 from ._context import current
@@ -25,10 +26,6 @@ from ._runner import (
 from ._serialization import dumps, loads
 from ._sysdb import now_ms
 from ._sysdb.engine import is_connection_error
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- durable sleep, messages, events -----------------------------------------------------------
 
@@ -251,3 +248,34 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
         ):
             return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "get_event", "event")
     return loads(out)
+
+
+# -- the same calls for async workflows: waited out in a worker thread (which
+# sees the workflow's context), so the event loop runs on meanwhile ------------------
+
+
+async def sleep_async(seconds: float) -> None:
+    """``wf.sleep`` for async code."""
+    await asyncio.to_thread(sleep, seconds)
+
+
+async def send_async(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> None:
+    """``wf.send`` for async code."""
+    await asyncio.to_thread(send, destination_id, message, topic, idempotency_key)
+
+
+async def recv_async(topic: str | None = None, timeout: float = 60) -> Any:
+    """``wf.recv`` for async code."""
+    return await asyncio.to_thread(recv, topic, timeout)
+
+
+async def set_event_async(key: str, value: Any) -> None:
+    """``wf.set_event`` for async code."""
+    await asyncio.to_thread(set_event, key, value)
+
+
+async def get_event_async(workflow_id: str, key: str, timeout: float = 60) -> Any:
+    """``wf.get_event`` for async code."""
+    return await asyncio.to_thread(get_event, workflow_id, key, timeout)

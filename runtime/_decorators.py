@@ -12,13 +12,14 @@ from typing import Any, TypeVar, cast, overload
 from sqlalchemy.engine import Connection
 
 from . import _executor
-from ._context import WorkflowContext, current
+from ._context import WorkflowContext, current, take_assigned_id
 from ._errors import ConfigurationError, WfError, _OwnershipLost
 from ._registry import WorkflowSpec, qualified_name, register_workflow
 from ._runner import (
     Existing,
     Outcome,
     RetryPolicy,
+    Started,
     begin_workflow,
     record_child,
     replay,
@@ -31,6 +32,7 @@ from ._runner import (
     wait_outcome,
 )
 from ._sysdb import now_ms
+from ._tracing import call_span
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,11 +76,20 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
     return outcome.result(plan.ctx.workflow_id)
 
 
+def _begin(
+    spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any], workflow_id: str | None
+) -> tuple[_executor.Executor, Started | Existing]:
+    ex = _executor.for_call()
+    return ex, begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs, workflow_id=workflow_id)
+
+
 async def _call_workflow_async(
     spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    ex = _executor.for_call()
-    plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
+    # database calls go to a worker thread: a launch, a slow commit or an
+    # outage must not stall the caller's event loop. The ID set by
+    # set_workflow_id is taken here, since the thread's context is a copy.
+    ex, plan = await asyncio.to_thread(_begin, spec, args, kwargs, take_assigned_id())
     if isinstance(plan, Existing):
         return await asyncio.to_thread(_finish_existing, ex, spec, plan)
     plan.ctx.executor = ex
@@ -89,8 +100,14 @@ async def _call_workflow_async(
     except _OwnershipLost:
         outcome = await asyncio.to_thread(_after_lost, ex, plan.ctx)
     if plan.parent is not None and plan.parent_position is not None:
-        record_child(
-            ex, plan.parent, plan.parent_position, spec.name, plan.ctx.workflow_id, outcome
+        await asyncio.to_thread(
+            record_child,
+            ex,
+            plan.parent,
+            plan.parent_position,
+            spec.name,
+            plan.ctx.workflow_id,
+            outcome,
         )
     return outcome.result(plan.ctx.workflow_id)
 
@@ -186,7 +203,8 @@ def step(
                 _enter_step(ctx, sname, pos)
                 value, exc = None, None
                 try:
-                    value = await _retry_async(ex, policy, sname, lambda: f(*args, **kwargs))
+                    with call_span("step", sname, ctx.workflow_id, pos):
+                        value = await _retry_async(ex, policy, sname, lambda: f(*args, **kwargs))
                 except Exception as e:
                     exc = e
                 finally:
@@ -209,7 +227,8 @@ def step(
             _enter_step(ctx, sname, pos)
             value, exc = None, None
             try:
-                value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
+                with call_span("step", sname, ctx.workflow_id, pos):
+                    value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
             except Exception as e:
                 exc = e
             finally:

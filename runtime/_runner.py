@@ -34,6 +34,7 @@ from ._registry import WorkflowSpec
 from ._serialization import dumps, dumps_error, loads, rebuild_error_json
 from ._sysdb import StepRow, now_ms
 from ._sysdb.engine import is_connection_error
+from ._tracing import call_span, set_outcome, workflow_span
 
 if TYPE_CHECKING:
     from ._executor import Executor
@@ -225,6 +226,15 @@ def run_body(
     ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
 ) -> Outcome:
     """Run a sync workflow body in this thread and record how it ended."""
+    with workflow_span(ctx.workflow_id, spec.name, ctx.executor_id) as span:
+        outcome = _run_body(ex, spec, ctx, args, kwargs)
+        set_outcome(span, outcome.status, outcome.exc)
+        return outcome
+
+
+def _run_body(
+    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+) -> Outcome:
     token = current.set(ctx)
     try:
         value = spec.fn(*args, **kwargs)
@@ -252,6 +262,15 @@ def _more_stack(extra: int = 2000) -> Iterator[None]:
 
 
 async def run_body_async(
+    ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
+) -> Outcome:
+    with workflow_span(ctx.workflow_id, spec.name, ctx.executor_id) as span:
+        outcome = await _run_body_async(ex, spec, ctx, args, kwargs)
+        set_outcome(span, outcome.status, outcome.exc)
+        return outcome
+
+
+async def _run_body_async(
     ex: Executor, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
 ) -> Outcome:
     import asyncio
@@ -499,19 +518,34 @@ def run_transaction(
 ) -> Any:
     """Run ``call`` inside a database transaction; inside a workflow, record
     its output in the same commit (exactly once)."""
-    from ._decorators import _tx_conn
-
-    db = ex.appdb
-    pg = db.dialect == "postgresql"
     pos = -1
     if ctx is not None:
         pos, rec = step_begin(ex, ctx, name, "transaction")
         if rec is not None:
             return replay(ctx, pos, rec, name, "transaction")
         if not ex.same_db and ctx.recorded is not None:
-            found, out = db.get_tx_output(ctx.workflow_id, pos)  # type: ignore[union-attr]
+            found, out = ex.appdb.get_tx_output(ctx.workflow_id, pos)  # type: ignore[union-attr]
             if found:
                 return step_record(ex, ctx, pos, name, "transaction", now_ms(), loads(out), None)
+    with call_span("transaction", name, ctx.workflow_id if ctx else None, pos):
+        return _transact(ex, ctx, name, call, isolation, read_only, pos)
+
+
+def _transact(
+    ex: Executor,
+    ctx: WorkflowContext | None,
+    name: str,
+    call: Callable[[], Any],
+    isolation: str,
+    read_only: bool,
+    pos: int,
+) -> Any:
+    """The transaction itself, retried through serialization failures and
+    (inside a workflow) outages."""
+    from ._decorators import _tx_conn
+
+    db = ex.appdb
+    pg = db.dialect == "postgresql"
     # the step row goes in the user's commit when both live in one database
     in_commit = ctx is not None and ex.same_db and not (read_only and pg)
     attempt = 0

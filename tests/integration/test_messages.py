@@ -214,3 +214,52 @@ def test_get_event_inside_a_workflow_is_recorded(launched: str) -> None:
     # the same ID again replays the recorded values, not the current ones
     with wf.set_workflow_id("reader"):
         assert comm_messages.event_reader(pub.workflow_id) == [1, None]
+
+
+# -- async workflows: the *_async variants are the same recorded calls ---------------------
+
+
+@wf.workflow()
+async def async_partner(peer: str) -> dict[str, Any]:
+    await wf.set_event_async("phase", "waiting")
+    got = await wf.recv_async("ping", timeout=30)
+    await wf.sleep_async(0.01)
+    await wf.send_async(peer, {"pong": got}, topic="pong")
+    await wf.set_event_async("phase", "done")
+    return {"got": got}
+
+
+@wf.workflow()
+async def async_pinger(peer: str) -> Any:
+    await wf.send_async(peer, "hello", topic="ping")
+    seen = await wf.get_event_async(peer, "phase", timeout=30)
+    reply = await wf.recv_async("pong", timeout=30)
+    return {"reply": reply, "seen": seen}
+
+
+def test_async_messages_and_events_are_recorded_once(launched: str) -> None:
+    import asyncio
+
+    async def main() -> tuple[Any, Any]:
+        with wf.set_workflow_id("a-partner"):
+            partner = asyncio.create_task(async_partner("a-pinger"))
+            await asyncio.sleep(0)
+        with wf.set_workflow_id("a-pinger"):
+            pinger = await async_pinger("a-partner")
+        return await partner, pinger
+
+    partner, pinger = asyncio.run(main())
+    assert partner == {"got": "hello"}
+    assert pinger["reply"] == {"pong": "hello"} and pinger["seen"] in ("waiting", "done")
+    assert _kinds("a-partner") == ["event", "recv", "sleep", "send", "event"]
+    assert _kinds("a-pinger") == ["send", "event", "recv"]
+    assert _messages(launched) == [], "a message was left or sent twice"
+
+    # a rerun from the fourth call replays the recv (no new message is taken),
+    # sends the pong once more, to the same peer, and reaches the same result
+    wf.send("a-partner", "unread", topic="ping")
+    again = wf.restart("a-partner", from_step=4, workflow_id="a-partner-2")
+    assert again.result(timeout=30) == {"got": "hello"}
+    left = _messages(launched)
+    assert ("a-partner", "ping", '"unread"') in left
+    assert sum(1 for d, t, _ in left if d == "a-pinger" and t == "pong") == 1

@@ -199,3 +199,38 @@ def test_async_workflow_started_in_the_background(launched: str) -> None:
 
     assert asyncio.run(main()) == {"pair": (4, 8), "type": "tuple", "id": "async-2"}
     assert wf.start(async_flow, 4, workflow_id="async-2").result(timeout=5)["pair"] == (4, 8)
+
+
+def test_async_calls_leave_the_event_loop_free(db_url: str) -> None:
+    """The first async call launches wf (connect, migrate) and every call
+    writes to the database: all of it off the caller's event loop, which
+    keeps ticking meanwhile."""
+    wf.configure(database_url=db_url)
+
+    async def main() -> tuple[Any, Any, int]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        # set_workflow_id still names the workflow, though it starts in a thread
+        with wf.set_workflow_id("async-free-1"):
+            h = await wf.start_async(async_flow, 5)
+        launched_ticks = ticks - before
+        with wf.set_workflow_id("async-free-2"):
+            direct = await async_flow(6)
+        stop.set()
+        await task
+        return await h.result_async(timeout=30), direct, launched_ticks
+
+    started, direct, ticks = asyncio.run(main())
+    assert started["id"] == "async-free-1" and direct["id"] == "async-free-2"
+    assert started["pair"] == (5, 10) and direct["pair"] == (6, 12)
+    assert ticks > 0, "the event loop stood still while wf launched"

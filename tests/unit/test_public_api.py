@@ -14,6 +14,7 @@ EXPECTED = {
     # running and handles
     "start", "start_async", "retrieve", "WorkflowHandle", "sleep",
     "send", "recv", "set_event", "get_event", "Queue",
+    "sleep_async", "send_async", "recv_async", "set_event_async", "get_event_async",
     # management (the CLI's calls)
     "cancel", "resume", "restart", "recover", "RecoveryResult", "list_workflows", "list_steps",
     "list_logs", "list_queues", "get_workflow", "migrate", "schema_status",
