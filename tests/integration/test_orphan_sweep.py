@@ -45,6 +45,8 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     RELEASE.clear()
     # the real threshold is 10 s; the rule is the same at 0.3 s
     monkeypatch.setattr(_executor, "ORPHAN_AFTER", 0.3)
+    # only the test sweeps: the maintenance loop's periodic pass would race it
+    monkeypatch.setattr(_executor, "RECOVERY_INTERVAL", 3600.0)
 
 
 def test_sweep_runs_only_the_orphan(launched: str) -> None:
@@ -94,6 +96,8 @@ def test_sweep_runs_only_the_orphan(launched: str) -> None:
 
 def test_sweep_leaves_a_fresh_row_and_other_executors_rows(launched: str) -> None:
     ex = _executor.get()
+    # a live executor elsewhere (fresh heartbeat, another host): recovery leaves it alone too
+    ex.sysdb.heartbeat("someone-else", "another-host", 1)
     for wid, owner in [("fresh", ex.executor_id), ("theirs", "someone-else")]:
         assert ex.sysdb.insert_workflow(
             workflow_id=wid,
