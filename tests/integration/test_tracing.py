@@ -138,5 +138,13 @@ def test_replayed_calls_make_no_spans(traced: None) -> None:
 
 
 def test_without_opentelemetry_spans_are_a_shared_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_tracing, "_tracer", None)
+    monkeypatch.setattr(_tracing, "_trace", None)
     assert _tracing.workflow_span("w", "m:f", "e") is _tracing.call_span("step", "s", "w", 0)
+
+
+def test_without_an_sdk_provider_spans_are_a_shared_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    assert _tracing.workflow_span("w", "m:f", "e") is _tracing.call_span("step", "s", "w", 0)
+    monkeypatch.undo()
+    # the configured provider is picked up again on the next call
+    assert _tracing.call_span("step", "s", "w", 0) is not _tracing._NOOP
