@@ -314,7 +314,7 @@ class Executor:
             before = self.started_ms if eid == self.executor_id else None
             if not import_missing:
                 for wid in self.sysdb.requeue_all(eid, before):
-                    log.info("wf: re-enqueued %s from dead executor %s", wid, eid)
+                    log.info("re-enqueued %s from dead executor %s", wid, eid)
             names = self.sysdb.inflight_names(eid)
             for name in names:
                 if find_workflow(name) is None and import_missing:
@@ -371,7 +371,7 @@ class Executor:
                 continue
             spec = find_workflow(c.name)
             assert spec is not None
-            log.info("wf: recovering %s (%s) %s", c.workflow_id, c.name, source)
+            log.info("recovering %s (%s) %s", c.workflow_id, c.name, source)
             recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
             self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
             started.append(c.workflow_id)

@@ -336,7 +336,7 @@ def run_background(
         else:
             run_body(ex, spec, ctx, args, kwargs)
     except _OwnershipLost:
-        log.info("wf: %s is no longer ours; stopped", ctx.workflow_id)
+        log.info("%s is no longer ours; stopped", ctx.workflow_id)
     except Exception:
         log.exception("wf: internal error running %s", ctx.workflow_id)
 
