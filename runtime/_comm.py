@@ -72,22 +72,21 @@ def _topic(topic: str | None) -> str:
     return "" if topic is None else str(topic)
 
 
-def _recorded_write(
-    ex: Any,
-    ctx: Any,
-    pos: int,
-    name: str,
-    kind: str,
-    started: int,
-    write: Callable[[Any], Any],
-) -> None:
-    """``write`` and the call's record in one transaction (so it happens
-    exactly once), run again if the connection drops midway."""
+def _recorded_write(ctx: Any, name: str, kind: str, write: Callable[[Any, Any], Any]) -> None:
+    """A workflow's write (``write(executor, conn)``) and its record in one
+    transaction, so it happens exactly once: a replay skips it, and a dropped
+    connection runs the transaction again."""
+    ex = _executor.for_call()
+    pos, rec = step_begin(ex, ctx, name, kind)
+    if rec is not None:
+        replay(ctx, pos, rec, name, kind)
+        return
+    started = now_ms()
     outage: float | None = None
     while True:
         try:
             with ex.sysdb.transaction() as conn:
-                write(conn)
+                write(ex, conn)
                 if not ex.sysdb.record_step(
                     ctx.workflow_id,
                     ctx.executor_id,
@@ -124,20 +123,11 @@ def send(
         with db.transaction() as conn:
             db.insert_message(destination_id, _topic(topic), payload, idempotency_key, conn)
     else:
-        ex = _executor.for_call()
-        pos, rec = step_begin(ex, ctx, "send", "send")
-        if rec is not None:
-            replay(ctx, pos, rec, "send", "send")
-            return
-        started = now_ms()
         _recorded_write(
-            ex,
             ctx,
-            pos,
             "send",
             "send",
-            started,
-            lambda conn: ex.sysdb.insert_message(
+            lambda ex, conn: ex.sysdb.insert_message(
                 destination_id, _topic(topic), payload, idempotency_key, conn
             ),
         )
@@ -200,20 +190,11 @@ def set_event(key: str, value: Any) -> None:
     if ctx is None:
         raise WfError("wf.set_event() is only available inside a workflow")
     payload = dumps(value)
-    ex = _executor.for_call()
-    pos, rec = step_begin(ex, ctx, "set_event", "event")
-    if rec is not None:
-        replay(ctx, pos, rec, "set_event", "event")
-        return
-    started = now_ms()
     _recorded_write(
-        ex,
         ctx,
-        pos,
         "set_event",
         "event",
-        started,
-        lambda conn: ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn),
+        lambda ex, conn: ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn),
     )
     notify_local(wake_key("e", ctx.workflow_id, str(key)))
 
