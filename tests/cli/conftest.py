@@ -145,14 +145,32 @@ class Wf:
     def status(self, workflow_id: str) -> dict[str, Any]:
         return dict(self("status", "--json", workflow_id).ok().json())
 
-    def wait_status(self, workflow_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_status(
+        self,
+        workflow_id: str,
+        *statuses: str,
+        timeout: float = 30,
+        proc: subprocess.Popen[str] | None = None,
+    ) -> dict[str, Any]:
+        """Poll ``wf status`` until the workflow is in one of ``statuses``; with
+        ``proc`` (the process expected to get it there), fail at once if it
+        ends, and show its output on failure."""
         deadline = time.monotonic() + timeout
         while True:
             res = self("status", "--json", workflow_id)
             if res.code == 0 and res.json()["status"] in statuses:
                 return dict(res.json())
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{workflow_id} never reached {statuses}:\n{res.describe()}")
+            ended = proc is not None and proc.poll() is not None
+            if ended or time.monotonic() > deadline:
+                why = "its process ended" if ended else f"not in {timeout}s"
+                shown = ""
+                if proc is not None:
+                    if not ended:
+                        proc.kill()
+                    shown = "\n" + self.finish(proc, timeout=10).describe()
+                raise AssertionError(
+                    f"{workflow_id} never reached {statuses} ({why}):\n{res.describe()}{shown}"
+                )
             time.sleep(0.2)
 
 

@@ -168,7 +168,7 @@ def test_logs(wf_cli: Wf) -> None:
 
 def test_logs_follow_stops_when_the_workflow_ends(wf_cli: Wf) -> None:
     proc = wf_cli.spawn("start", "--id", "w", f"{APPS}:wait_for_message")
-    wf_cli.wait_status("w", "PENDING")
+    wf_cli.wait_status("w", "PENDING", proc=proc)
     follower = wf_cli.spawn("logs", "--follow", "--json", "--interval", "0.1", "w")
     wf_cli("send", "w", '"go"').ok()
     res = wf_cli.finish(follower, ["logs", "--follow"], timeout=30)

@@ -21,7 +21,7 @@ def test_await_outcomes(wf_cli: Wf) -> None:
 
 def test_await_timeout_exits_3_and_the_workflow_goes_on(wf_cli: Wf) -> None:
     proc = wf_cli.spawn("start", "--id", "w", f"{APPS}:wait_for_message")
-    wf_cli.wait_status("w", "PENDING")
+    wf_cli.wait_status("w", "PENDING", proc=proc)
     res = wf_cli("await", "--timeout", "0.5", "w").expect(3)
     assert "timed out" in res.err
     doc = wf_cli("await", "--json", "--timeout", "1s", "w").expect(3).json()
@@ -34,7 +34,7 @@ def test_await_timeout_exits_3_and_the_workflow_goes_on(wf_cli: Wf) -> None:
 
 def test_cancel_a_running_workflow(wf_cli: Wf) -> None:
     proc = wf_cli.spawn("start", "--id", "long", f"{APPS}:slow", "60")
-    wf_cli.wait_status("long", "PENDING")
+    wf_cli.wait_status("long", "PENDING", proc=proc)
     res = wf_cli("cancel", "long").ok()
     assert "cancelled long" in res.out
     started = wf_cli.finish(proc, ["start"])
@@ -60,7 +60,7 @@ def test_cancel_with_an_unknown_id_cancels_nothing(wf_cli: Wf) -> None:
 
 def test_resume_a_cancelled_workflow(wf_cli: Wf, marker: Path) -> None:
     proc = wf_cli.spawn("start", "--id", "r", f"{APPS}:gated", str(marker))
-    wf_cli.wait_status("r", "PENDING")
+    wf_cli.wait_status("r", "PENDING", proc=proc)
     wf_cli("cancel", "r").ok()
     assert wf_cli.finish(proc).code == 3
     polls = len(wf_cli("steps", "--json", "r").ok().json())
@@ -125,7 +125,7 @@ def test_send(wf_cli: Wf) -> None:
     proc = wf_cli.spawn(
         "start", "--json", "--id", "m", f"{APPS}:wait_for_message", "--kwargs", '{"topic": "t"}'
     )
-    wf_cli.wait_status("m", "PENDING")
+    wf_cli.wait_status("m", "PENDING", proc=proc)
     res = wf_cli("send", "m", '{"n": 1}', "--topic", "t", "--idempotency-key", "k1").ok()
     assert "sent to m" in res.out
     doc = (

@@ -105,7 +105,7 @@ def test_worker_runs_enqueued_workflows_and_stops_on_sigterm(wf_cli: Wf) -> None
 def test_worker_stop_leaves_running_workflows_to_recovery(wf_cli: Wf, marker: Path) -> None:
     wid = wf_cli("start", "--detach", f"{APPS}:gated", str(marker)).ok().out.strip()
     proc = wf_cli.spawn("worker", APPS)
-    wf_cli.wait_status(wid, "PENDING", timeout=60)
+    wf_cli.wait_status(wid, "PENDING", timeout=60, proc=proc)
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     res = wf_cli.finish(proc, ["worker"], timeout=30)
@@ -126,7 +126,7 @@ def test_worker_stop_leaves_running_workflows_to_recovery(wf_cli: Wf, marker: Pa
 def test_recover_a_killed_workers_queued_workflow(wf_cli: Wf, marker: Path) -> None:
     wid = wf_cli("start", "--detach", f"{APPS}:gated", str(marker)).ok().out.strip()
     proc = wf_cli.spawn("worker", APPS)
-    wf_cli.wait_status(wid, "PENDING", timeout=60)
+    wf_cli.wait_status(wid, "PENDING", timeout=60, proc=proc)
     time.sleep(0.5)
     kill9(proc)
     marker.touch()

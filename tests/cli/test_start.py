@@ -217,7 +217,7 @@ def test_start_on_a_queue_waits_for_a_worker(wf_cli: Wf) -> None:
     proc = wf_cli.spawn(
         "start", "--json", "--queue", "cli_q", "--id", "queued", f"{APPS}:add", "1", "2"
     )
-    wf_cli.wait_status("queued", "ENQUEUED")
+    wf_cli.wait_status("queued", "ENQUEUED", proc=proc)
     time.sleep(1.0)
     assert wf_cli.status("queued")["status"] == "ENQUEUED"  # `wf start` serves no queue itself
     worker = wf_cli.spawn("worker", APPS)
@@ -235,7 +235,7 @@ def test_ctrl_c_leaves_the_workflow_to_recovery(wf_cli: Wf) -> None:
     import signal
 
     proc = wf_cli.spawn("start", "--id", "int", f"{APPS}:slow", "60")
-    wf_cli.wait_status("int", "PENDING")
+    wf_cli.wait_status("int", "PENDING", proc=proc)
     proc.send_signal(signal.SIGINT)
     res = wf_cli.finish(proc, ["start"])
     assert res.code == 130, res.describe()
