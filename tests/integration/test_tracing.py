@@ -73,6 +73,19 @@ def _by_name(spans: list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:
     return out
 
 
+def _ended(name: str) -> dict[str, list[ReadableSpan]]:
+    """The finished spans, once one called ``name`` is among them: a
+    background run's span ends just after its outcome is recorded (which is
+    what ``result()`` waits for)."""
+    deadline = time.monotonic() + 10
+    while True:
+        got = _by_name(list(EXPORTER.get_finished_spans()))
+        if name in got:
+            return got
+        assert time.monotonic() < deadline, f"no span {name!r}"
+        time.sleep(0.01)
+
+
 def test_spans_nest_as_the_calls_do(traced: None) -> None:
     assert parent(3) == 14
     got = _by_name(list(EXPORTER.get_finished_spans()))
@@ -104,13 +117,8 @@ def test_a_failed_workflow_is_marked(traced: None) -> None:
     handle = wf.start(failing)
     with pytest.raises(ValueError):
         handle.result(timeout=10)
-    # the background run's span ends just after its outcome is recorded
     name = f"workflow {failing.wf_spec.name}"
-    deadline = time.monotonic() + 10
-    while name not in _by_name(list(EXPORTER.get_finished_spans())):
-        assert time.monotonic() < deadline, "no span for the failed workflow"
-        time.sleep(0.01)
-    (root,) = _by_name(list(EXPORTER.get_finished_spans()))[name]
+    (root,) = _ended(name)[name]
     assert root.status.status_code == StatusCode.ERROR
     assert root.attributes is not None and root.attributes["wf.workflow.status"] == "ERROR"
 
@@ -126,6 +134,7 @@ def test_replayed_calls_make_no_spans(traced: None) -> None:
     # a restart from step 3 (1-based, as `wf steps` shows) replays steps 1 and 2
     handle = wf.restart("traced-once", from_step=3, workflow_id="traced-again")
     assert handle.result(timeout=10) == 6
+    _ended(f"workflow {parent.wf_spec.name}")
     names = sorted(s.name for s in EXPORTER.get_finished_spans())
     assert names == sorted(
         [
