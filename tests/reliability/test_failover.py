@@ -161,15 +161,23 @@ def test_frozen_executor_adopted_after_its_heartbeat_goes_stale(
     # the frozen process comes back: its step finishes, its write is refused,
     # and it must stop there
     os.kill(frozen.pid, signal.SIGCONT)
-    wait_for(
-        lambda: (
-            all(frozen.pid in _runs(markers, "hold", i) for i in range(n))
-            and sum(1 for ln in marker_lines(markers) if ln.startswith("hold") and "end" in ln)
-            >= 2 * n
-        ),
-        timeout=30,
-        what="the revived process to finish its step bodies",
-    )
+    try:
+        wait_for(
+            lambda: (
+                all(frozen.pid in _runs(markers, "hold", i) for i in range(n))
+                and sum(1 for ln in marker_lines(markers) if ln.startswith("hold") and "end" in ln)
+                >= 2 * n
+            ),
+            timeout=30,
+            what="the revived process to finish its step bodies",
+        )
+    except AssertionError as e:
+        # say what the revived process did (a rare CI failure here is unexplained)
+        raise AssertionError(
+            f"{e}\nrevived process exit: {frozen.poll()}\nmarkers:\n"
+            + "\n".join(marker_lines(markers))
+            + f"\nits output:\n{procs.output(frozen)}"
+        ) from None
     time.sleep(2.0)  # time enough to run (wrongly) the next step
     assert frozen.poll() is None, "the revived process crashed"
     _check_adopted_once(markers, ids, frozen.pid, live)
