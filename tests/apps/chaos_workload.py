@@ -26,6 +26,8 @@ from typing import Any
 import sqlalchemy as sa
 import wf
 
+from tests.apps.comm_common import mark
+
 QUEUE = wf.Queue("chaos", concurrency=24, worker_concurrency=8)
 
 LEDGER_DDL = (
@@ -33,17 +35,6 @@ LEDGER_DDL = (
     " workflow_id TEXT NOT NULL, entry INTEGER NOT NULL, PRIMARY KEY (workflow_id, entry))",
     "CREATE TABLE IF NOT EXISTS chaos_counts (workflow_id TEXT PRIMARY KEY, n INTEGER NOT NULL)",
 )
-
-
-def mark(line: str) -> None:
-    path = os.environ.get("WF_TEST_MARKERS")
-    if not path:
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def _work(name: str, low: float, high: float) -> str:
