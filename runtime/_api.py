@@ -4,33 +4,40 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _executor
-from ._context import current, take_assigned_id
+from ._context import WorkflowContext, take_assigned_id, workflow_here
 from ._errors import (
     ConfigurationError,
+    WfError,
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
 from ._executor import RecoveryResult
 from ._handles import WorkflowHandle
 from ._loader import import_module
-from ._notify import notify_local, wake_key
+from ._queues import wake_dequeuers
 from ._records import SchemaStatus, Status
 from ._registry import WorkflowSpec, find_or_import_workflow
 from ._runner import (
+    ChildSlot,
     Existing,
+    Finished,
     begin_workflow,
+    cancel_tree,
+    check_determinism,
     check_workflow_id,
+    reserve_child,
     resolve_unrecorded,
 )
 from ._sysdb import now_ms
 
 if TYPE_CHECKING:
-    from ._sysdb import SystemDatabase
+    pass
 
 
 def _spec_of(fn: Any) -> WorkflowSpec:
@@ -67,23 +74,27 @@ def _start(
     priority: int = 0,
     dedup_id: str | None = None,
     delay: float | None = None,
+    slot: ChildSlot | None | Literal[True] = True,
 ) -> WorkflowHandle:
+    """``slot``: the position in the calling workflow, reserved already (an
+    async caller), or True to reserve it here."""
     spec = _spec_of(fn)
     if timeout is not None and timeout <= 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
+    in_workflow = slot is not True and slot is not None or workflow_here() is not None
     # enqueueing from outside a workflow needs no executor here: a worker runs it
-    ex = (
-        _executor.for_call()
-        if queue is None or current.get() is not None
-        else _executor.current_or_none()
-    )
+    ex = _executor.for_call() if queue is None or in_workflow else _executor.current_or_none()
     sysdb = ex.sysdb if ex is not None else _executor.client()
+    if slot is True:
+        slot = reserve_child(ex, spec.name)
+    assert slot is not True
     plan = begin_workflow(
         sysdb,
         ex.executor_id if ex is not None else None,
         spec,
         args,
         kwargs,
+        slot=slot,
         workflow_id=workflow_id,
         queue=queue,
         timeout=timeout,
@@ -103,27 +114,33 @@ def _start(
             ex.submit(spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms)
     if parent is not None and pos is not None and not recorded:
         assert ex is not None
-        # the parent records the started child's ID (no result): replay gets the handle back
-        ok = ex.sysdb.record_step(
-            parent.workflow_id,
-            parent.executor_id,
-            pos,
-            spec.name,
-            "child",
-            None,
-            None,
-            now_ms(),
-            child_workflow_id=wid,
-        )
-        if not ok:
-            rec = resolve_unrecorded(ex, parent, pos)
-            wid = rec.child_workflow_id or wid
-    else:
-        from ._queues import wake_dequeuers
-
-        if queue is not None:
-            wake_dequeuers()
+        wid = _record_started(ex, parent, pos, spec.name, wid)
+    if queue is not None:
+        wake_dequeuers()
     return WorkflowHandle(wid)
+
+
+def _record_started(
+    ex: _executor.Executor, parent: WorkflowContext, pos: int, name: str, wid: str
+) -> str:
+    """The parent records the started child's ID (no result): a replay gets
+    the handle back. Returns the recorded ID."""
+    ok = ex.sysdb.record_step(
+        parent.workflow_id,
+        parent.executor_id,
+        pos,
+        name,
+        "child",
+        None,
+        None,
+        now_ms(),
+        child_workflow_id=wid,
+    )
+    if ok:
+        return wid
+    done = Finished(name, "child", None, None, now_ms(), child_workflow_id=wid)
+    rec = resolve_unrecorded(ex, parent, pos, done)
+    return rec.child_workflow_id or wid
 
 
 async def start_async(
@@ -135,10 +152,20 @@ async def start_async(
     **kwargs: Any,
 ) -> WorkflowHandle:
     """``start`` for async code: its database calls (and a first launch) run
-    in a worker thread, never on the caller's event loop."""
+    in a worker thread, never on the caller's event loop. Inside a workflow
+    the child's position is taken here, on the loop, in call order."""
     wid = workflow_id or take_assigned_id()  # the thread's context is a copy
+    spec = _spec_of(fn)
+    slot = reserve_child(_executor.for_call(), spec.name) if workflow_here() else None
     return await asyncio.to_thread(
-        start, fn, *args, workflow_id=wid, queue=queue, timeout=timeout, **kwargs
+        _start,
+        fn,
+        args,
+        kwargs,
+        workflow_id=wid,
+        queue=queue,
+        timeout=timeout,
+        slot=slot,
     )
 
 
@@ -152,62 +179,104 @@ def retrieve(workflow_id: str) -> WorkflowHandle:
 # -- managing ----------------------------------------------------------------------------------
 
 
-def cancel_in(db: SystemDatabase, workflow_id: str) -> None:
-    """Cancel a workflow and, recursively, its children."""
-    todo = [workflow_id]
-    seen: set[str] = set()
-    while todo:
-        wid = todo.pop()
-        if wid in seen:
-            continue
-        seen.add(wid)
-        db.cancel_workflow(wid)
-        notify_local(wake_key("w", wid))
-        notify_local(wake_key("c", wid))
-        todo.extend(db.children_of(wid))
+# the executor's deadline sweep cancels through the same path
+cancel_in = cancel_tree
 
 
 def cancel(workflow_id: str) -> None:
-    """Cancel a workflow (and its children). It stops at its next recorded call."""
+    """Cancel a workflow (and its children). It stops before its next call."""
     db = _executor.client()
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
-    cancel_in(db, workflow_id)
+    cancel_tree(db, workflow_id)
 
 
 def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
     """Continue a cancelled, failed or RETRIES_EXCEEDED workflow from its last
-    finished call: here, or (``detach``) on its queue for a worker."""
+    finished call: here, or (``detach``) on its queue (``default``) for a
+    worker. A queued workflow always goes back on its queue, so the queue's
+    limits hold for it; without ``detach`` this process then dequeues it
+    itself when a slot is free (unless a worker takes it first). A workflow
+    running under a live executor, or waiting on its queue, is left as it is.
+
+    Each change is one statement conditional on the state it was decided on;
+    when the row changed meanwhile (claimed, dequeued, ended) it is read again
+    and the decision made again."""
+    from ._executor import STALE_AFTER
+    from ._liveness import HOST, pid_alive
+    from ._queues import take_here, wake_dequeuers
+
     db = _executor.client()
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
-    if row.status == Status.SUCCESS:
-        return WorkflowHandle(workflow_id)
-    if detach:
-        db.resume_workflow(workflow_id, None, row.queue or "default")
-        return WorkflowHandle(workflow_id)
-    spec = find_or_import_workflow(row.name)
-    if spec is None:
-        raise ConfigurationError(
-            f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
-        )
-    ex = _executor.get()
-    if row.status in (Status.PENDING, Status.ENQUEUED) and row.executor_id not in (
-        None,
-        ex.executor_id,
-    ):
-        executors = {r.executor_id: r for r in ex.sysdb.list_executors()}
-        if not ex.is_dead(row.executor_id, executors):
-            return WorkflowHandle(workflow_id)  # a live executor is running it
-    # a cancelled run still going in this process stops at its next recorded
-    # call; let it, or its last write could land on the resumed run
-    ex.wait_stopped(workflow_id)
-    ex.sysdb.resume_workflow(workflow_id, ex.executor_id, row.queue)
-    fresh = ex.sysdb.get_workflow(workflow_id)
-    assert fresh is not None
-    ex.load_and_submit(fresh, spec)
-    return WorkflowHandle(workflow_id)
+    ex = None
+    spec = None
+    if not detach and row.status != Status.SUCCESS:
+        spec = find_or_import_workflow(row.name)
+        if spec is None:
+            raise ConfigurationError(
+                f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
+            )
+        ex = _executor.get()
+        db = ex.sysdb
+
+    def alive(executor_id: str) -> bool:
+        executors = {r.executor_id: r for r in db.list_executors()}
+        if ex is not None:
+            return not ex.is_dead(executor_id, executors)
+        e = executors.get(executor_id)  # no executor here: judge as `wf recover` does
+        if e is None or (e.host == HOST and not pid_alive(e.pid, e.started_at)):
+            return False
+        return now_ms() - e.heartbeat_at <= STALE_AFTER * 1000
+
+    changes = 0
+    while changes < 100:
+        if row.status == Status.SUCCESS:
+            return WorkflowHandle(workflow_id)
+        if row.status == Status.ENQUEUED:  # on its queue already
+            if not detach:
+                take_here(workflow_id, row.queue or "default")
+            return WorkflowHandle(workflow_id)
+        if row.status == Status.PENDING and row.executor_id is not None:
+            if ex is not None and row.executor_id == ex.executor_id:
+                if ex._runs_here(workflow_id):
+                    return WorkflowHandle(workflow_id)
+            elif alive(row.executor_id):
+                return WorkflowHandle(workflow_id)  # a live executor is running it
+        if detach or row.queue is not None:
+            if db.resume_workflow(row, None, row.queue or "default"):
+                if detach:
+                    wake_dequeuers()
+                else:
+                    take_here(workflow_id, row.queue or "default")
+                return WorkflowHandle(workflow_id)
+        else:
+            assert ex is not None and spec is not None
+            # a cancelled run still going stops before its next call (its
+            # running step's result is kept); wait for it, here or in another
+            # live process, or the step would run twice at once
+            ex.wait_stopped(workflow_id)
+            if (
+                row.status == Status.CANCELLED
+                and row.slot_held
+                and row.executor_id not in (None, ex.executor_id)
+                and alive(row.executor_id)
+            ):
+                time.sleep(0.1)
+                row = db.get_workflow(workflow_id) or row
+                continue
+            if ex.sysdb.resume_workflow(row, ex.executor_id, None):
+                fresh = ex.sysdb.get_workflow(workflow_id)
+                assert fresh is not None
+                ex.load_and_submit(fresh, spec)
+                return WorkflowHandle(workflow_id)
+        # changed since it was read: decide again on what it is now
+        changes += 1
+        row = db.get_workflow(workflow_id)
+        if row is None:
+            raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+    raise WfError(f"workflow {workflow_id} kept changing while it was being resumed; try again")
 
 
 def restart(
@@ -234,9 +303,20 @@ def restart(
         raise ConfigurationError(
             f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
         )
-    ex = None if detach else _executor.get()
+    # inside a workflow a restart is a recorded call (like starting a child):
+    # a replay returns the recorded handle instead of forking another copy
+    caller = workflow_here()
+    slot = None
+    if caller is not None:
+        slot = reserve_child(_executor.for_call(), "restart")
+        assert slot is not None
+        if slot.recorded is not None:
+            check_determinism(caller, slot.position, slot.recorded, "restart", "child")
+            return WorkflowHandle(slot.recorded.child_workflow_id or slot.derived_id)
+    ex = None if detach else _executor.for_call()
     db = ex.sysdb if ex else db
-    new_id = new_id or str(uuid.uuid4())
+    derived = new_id is None and slot is not None
+    new_id = new_id or (slot.derived_id if slot is not None else str(uuid.uuid4()))
     check_workflow_id(new_id)
     inserted = db.insert_restart(
         row,
@@ -246,11 +326,19 @@ def restart(
         copy_before=(from_step - 1) if from_step else 0,
     )
     if not inserted:
-        raise WorkflowConflictError(f"workflow ID {new_id!r} is already recorded")
-    if ex is not None and spec is not None:
+        mine = db.get_workflow(new_id) if derived else None
+        # our own restart, inserted before a crash cut this call off: adopt it
+        if mine is None or mine.name != row.name or mine.inputs != row.inputs:
+            raise WorkflowConflictError(f"workflow ID {new_id!r} is already recorded")
+    elif ex is not None and spec is not None:
         fresh = db.get_workflow(new_id)
         assert fresh is not None
         ex.load_and_submit(fresh, spec)
+    if slot is not None:
+        assert ex is not None or detach
+        new_id = _record_started(
+            ex or _executor.for_call(), slot.parent, slot.position, "restart", new_id
+        )
     return WorkflowHandle(new_id)
 
 

@@ -1,112 +1,149 @@
-"""Durable sleep, messages and events: each a recorded call in its workflow."""
+"""Durable sleep, messages and events: each a recorded call in its workflow.
+
+Each call has a sync form and an ``*_async`` twin. The twin takes the call's
+position on the workflow's event loop (so calls started together keep call
+order) and then waits in a worker thread, so the loop runs on meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import _executor
-from ._context import current
-from ._errors import (
-    WfError,
-    WorkflowNotFoundError,
-    _OwnershipLost,
-)
+from ._context import WorkflowContext, current, current_step, tx_connection, workflow_here
+from ._errors import WfError, WorkflowCancelledError, WorkflowNotFoundError, _OwnershipLost
 from ._notify import Waiter, ensure_listener, notify_local, wake_key
 from ._records import Status
 from ._runner import (
+    Finished,
     _NotRecorded,
+    begin_call,
     check_determinism,
+    check_live,
     replay,
     resolve_unrecorded,
-    step_begin,
 )
-from ._serialization import dumps, loads
-from ._sysdb import now_ms
+from ._serialization import dumps, dumps_error, loads
+from ._sysdb import StepRow, now_ms
 from ._sysdb.engine import is_connection_error
+from ._sysdb.rows import event_record
 
-# -- durable sleep, messages, events -----------------------------------------------------------
-
-
-def _in_workflow() -> Any:
-    ctx = current.get()
-    return ctx if ctx is not None and ctx.in_step is None else None
+# a call's place in its workflow: (executor, workflow, position, its record on replay)
+Slot = tuple[Any, WorkflowContext, int, StepRow | None]
 
 
-def sleep(seconds: float) -> None:
-    """Durable sleep: after a restart only the remainder is slept."""
-    ctx = _in_workflow()
+def _reserve(name: str, kind: str) -> Slot | None:
+    """Inside a workflow body: take the call's position now, in this thread."""
+    ctx = workflow_here()
     if ctx is None:
-        time.sleep(seconds)
-        return
+        return None
     ex = _executor.for_call()
-    pos, rec = step_begin(ex, ctx, "sleep", "sleep")
-    if rec is not None:
-        check_determinism(ctx, pos, rec, "sleep", "sleep")
-        wake = float(loads(rec.output))
-    else:
-        wake = time.time() + max(0.0, seconds)
-        if not ex.sysdb.record_step(
-            ctx.workflow_id, ctx.executor_id, pos, "sleep", "sleep", dumps(wake), None, now_ms()
-        ):
-            wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
-    waiter = Waiter(wake_key("c", ctx.workflow_id))
-    while True:
-        waiter.arm()
-        remaining = wake - time.time()
-        if remaining <= 0:
-            return
-        if ex.stopping.is_set():
-            raise _OwnershipLost()
-        waiter.wait(min(remaining, 1.0))
-        out = ex.sysdb.get_outcome(ctx.workflow_id) if remaining > 1.0 else None
-        if out is not None and out[0] == Status.CANCELLED:
-            from ._errors import WorkflowCancelledError
-
-            raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
+    pos, rec = begin_call(ex, ctx, name, kind)
+    return ex, ctx, pos, rec
 
 
 def _topic(topic: str | None) -> str:
     return "" if topic is None else str(topic)
 
 
-def _recorded_write(ctx: Any, name: str, kind: str, write: Callable[[Any, Any], Any]) -> None:
-    """A workflow's write (``write(executor, conn)``) and its record in one
-    transaction, so it happens exactly once: a replay skips it, and a dropped
-    connection runs the transaction again."""
-    ex = _executor.for_call()
-    pos, rec = step_begin(ex, ctx, name, kind)
-    if rec is not None:
-        replay(ctx, pos, rec, name, kind)
+# -- durable sleep -------------------------------------------------------------------------------
+
+
+def sleep(seconds: float) -> None:
+    """Durable sleep: after a restart only the remainder is slept."""
+    _sleep(_reserve("sleep", "sleep"), seconds)
+
+
+def _sleep(slot: Slot | None, seconds: float) -> None:
+    if slot is None:
+        time.sleep(seconds)
         return
+    ex, ctx, pos, rec = slot
+    if rec is not None:
+        check_determinism(ctx, pos, rec, "sleep", "sleep")
+        wake = float(loads(rec.output))
+    else:
+        wake = time.time() + max(0.0, seconds)
+        started = now_ms()
+        # written before sleeping (the wake-up time is what a restart needs);
+        # its end is when the sleep ends
+        if not ex.sysdb.record_step(
+            ctx.workflow_id,
+            ctx.executor_id,
+            pos,
+            "sleep",
+            "sleep",
+            dumps(wake),
+            None,
+            started,
+            ended_at=max(started, int(wake * 1000)),
+        ):
+            wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
+    with _waiting(ex), Waiter(wake_key("c", ctx.workflow_id)) as waiter:
+        while True:
+            waiter.arm()
+            remaining = wake - time.time()
+            if remaining <= 0:
+                return
+            if ex.stopping.is_set():
+                raise _OwnershipLost()
+            waiter.wait(min(remaining, 1.0))
+            out = ex.sysdb.get_outcome(ctx.workflow_id) if remaining > 1.0 else None
+            if out is not None and out[0] == Status.CANCELLED:
+                raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
+
+
+# -- writes recorded with the call -------------------------------------------------------------
+
+
+def _recorded_write(
+    slot: Slot, name: str, kind: str, write: Callable[[Any, Any], str | None]
+) -> Any:
+    """A workflow's write (``write(executor, conn)`` → the call's recorded
+    output) and its record in one transaction, so it happens exactly once: a
+    replay skips it, and a dropped connection runs the transaction again.
+    ``write`` raising a WfError records that error instead (same transaction)."""
+    ex, ctx, pos, rec = slot
+    if rec is not None:
+        return replay(ctx, pos, rec, name, kind)
     started = now_ms()
     outage: float | None = None
     while True:
+        failure: WfError | None = None
         try:
             with ex.sysdb.transaction() as conn:
-                write(ex, conn)
+                try:
+                    output, error = write(ex, conn), None
+                except WfError as e:
+                    failure, output, error = e, None, dumps_error(e)
                 if not ex.sysdb.record_step(
                     ctx.workflow_id,
                     ctx.executor_id,
                     pos,
                     name,
                     kind,
-                    "null",
-                    None,
+                    output,
+                    error,
                     started,
                     conn=conn,
                 ):
                     raise _NotRecorded()
-            return
         except _NotRecorded:
-            replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
-            return
+            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
         except Exception as e:
             if not is_connection_error(e):
                 raise
             outage = ex.sysdb.wait_for_database(outage, e)
+            continue
+        if failure is not None:
+            raise failure
+        return loads(output)
+
+
+# -- messages ----------------------------------------------------------------------------------
 
 
 def send(
@@ -115,148 +152,210 @@ def send(
     """Send a message to a workflow (exactly once from inside a workflow; once
     per ``idempotency_key`` from anywhere)."""
     payload = dumps(message)
-    ctx = _in_workflow()
-    if ctx is None:
+    _send(_reserve("send", "send"), destination_id, payload, topic, idempotency_key)
+
+
+def _no_workflow(workflow_id: str) -> WorkflowNotFoundError:
+    return WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+
+
+def _send(
+    slot: Slot | None,
+    destination_id: str,
+    payload: str,
+    topic: str | None,
+    idempotency_key: str | None,
+) -> None:
+    t = _topic(topic)
+    if slot is None:
         db = _executor.client()
         if db.get_outcome(destination_id) is None:
-            raise WorkflowNotFoundError(f"no workflow with ID {destination_id!r}")
+            raise _no_workflow(destination_id)
         with db.transaction() as conn:
-            db.insert_message(destination_id, _topic(topic), payload, idempotency_key, conn)
+            db.insert_message(destination_id, t, payload, idempotency_key, conn)
     else:
-        _recorded_write(
-            ctx,
-            "send",
-            "send",
-            lambda ex, conn: ex.sysdb.insert_message(
-                destination_id, _topic(topic), payload, idempotency_key, conn
-            ),
-        )
-    notify_local(wake_key("m", destination_id, _topic(topic)))
+
+        def write(ex: Any, conn: Any) -> str:
+            # an unknown destination is this call's recorded error, as from outside
+            if not ex.sysdb.workflow_exists(destination_id, conn):
+                raise _no_workflow(destination_id)
+            ex.sysdb.insert_message(destination_id, t, payload, idempotency_key, conn)
+            return "null"
+
+        _recorded_write(slot, "send", "send", write)
+    notify_local(wake_key("m", destination_id, t))
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
     """The oldest unread message on ``topic`` for this workflow, or None after
     ``timeout`` seconds. Each message is delivered once."""
-    ctx = _in_workflow()
-    if ctx is None:
+    return _recv(_reserve("recv", "recv"), topic, timeout)
+
+
+def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
+    if slot is None:
         raise WfError("wf.recv() is only available inside a workflow")
-    ex = _executor.for_call()
-    pos, rec = step_begin(ex, ctx, "recv", "recv")
+    ex, ctx, pos, rec = slot
     if rec is not None:
         return replay(ctx, pos, rec, "recv", "recv")
     started = now_ms()
     t = _topic(topic)
     ensure_listener(ex.sysdb.url)
     deadline = time.monotonic() + max(0.0, timeout)
-    waiter = Waiter(wake_key("m", ctx.workflow_id, t))
     delay = 0.005
     outage: float | None = None
-    while True:
-        waiter.arm()
-        try:
-            with ex.sysdb.transaction() as conn:
-                msg = ex.sysdb.take_message(ctx.workflow_id, t, conn)
-                if msg is not None or time.monotonic() >= deadline:
-                    out = msg if msg is not None else "null"
-                    if not ex.sysdb.record_step(
-                        ctx.workflow_id,
-                        ctx.executor_id,
-                        pos,
-                        "recv",
-                        "recv",
-                        out,
-                        None,
-                        started,
-                        conn=conn,
-                    ):
-                        raise _NotRecorded()
-                    return loads(out)
-        except _NotRecorded:
-            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "recv", "recv")
-        except Exception as e:
-            if not is_connection_error(e):
-                raise
-            outage = ex.sysdb.wait_for_database(outage, e)
-            continue
-        if ex.stopping.is_set():
-            raise _OwnershipLost()
-        waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.5)
+    with _waiting(ex), Waiter(wake_key("m", ctx.workflow_id, t)) as waiter:
+        while True:
+            waiter.arm()
+            try:
+                with ex.sysdb.transaction() as conn:
+                    msg = ex.sysdb.take_message(ctx.workflow_id, t, conn)
+                    if msg is not None or time.monotonic() >= deadline:
+                        out = msg if msg is not None else "null"
+                        if not ex.sysdb.record_step(
+                            ctx.workflow_id,
+                            ctx.executor_id,
+                            pos,
+                            "recv",
+                            "recv",
+                            out,
+                            None,
+                            started,
+                            conn=conn,
+                        ):
+                            raise _NotRecorded()
+                        return loads(out)
+            except _NotRecorded:
+                return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "recv", "recv")
+            except Exception as e:
+                if not is_connection_error(e):
+                    raise
+                outage = ex.sysdb.wait_for_database(outage, e)
+                continue
+            if ex.stopping.is_set():
+                raise _OwnershipLost()
+            check_live(ex, ctx)  # a cancel ends the wait
+            waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+
+
+# -- events ------------------------------------------------------------------------------------
 
 
 def set_event(key: str, value: Any) -> None:
-    """Publish a value under ``key`` for this workflow (last value wins)."""
-    ctx = _in_workflow()
-    if ctx is None:
-        raise WfError("wf.set_event() is only available inside a workflow")
+    """Publish a value under ``key`` for this workflow (last value wins).
+    Inside a step it is a plain write for the step's workflow (a re-run step
+    sets it again)."""
+    _set_event(_reserve("set_event", "event"), key, value)
+
+
+def _set_event(slot: Slot | None, key: str, value: Any) -> None:
     payload = dumps(value)
-    _recorded_write(
-        ctx,
-        "set_event",
-        "event",
-        lambda ex, conn: ex.sysdb.set_event(ctx.workflow_id, str(key), payload, conn=conn),
-    )
-    notify_local(wake_key("e", ctx.workflow_id, str(key)))
+    k = str(key)
+    if slot is None:
+        ctx = current.get()
+        if ctx is None or current_step() is None:
+            raise WfError("wf.set_event() is only available inside a workflow")
+        # inside a step: not a recorded call, the step's own write (inside a
+        # transaction on the system database, part of that transaction)
+        ex = _executor.for_call()
+        conn = tx_connection.get() if ex.same_db else None
+        ex.sysdb.set_event(ctx.workflow_id, k, payload, conn=conn)
+        workflow_id = ctx.workflow_id
+    else:
+        workflow_id = slot[1].workflow_id
+
+        def write(ex: Any, conn: Any) -> str:
+            ex.sysdb.set_event(workflow_id, k, payload, conn=conn)
+            return event_record(k, payload)
+
+        _recorded_write(slot, "set_event", "event", write)
+    notify_local(wake_key("e", workflow_id, k))
 
 
 def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
     """The value a workflow published under ``key``, waiting up to ``timeout``
     seconds for it; None if it never came."""
-    ctx = _in_workflow()
-    ex = _executor.for_call() if ctx is not None else None
-    db = ex.sysdb if ex is not None else _executor.client()
-    pos = -1
-    if ctx is not None and ex is not None:
-        pos, rec = step_begin(ex, ctx, "get_event", "event")
+    return _get_event(_reserve("get_event", "event"), workflow_id, key, timeout)
+
+
+def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) -> Any:
+    if slot is not None:
+        ex, ctx, pos, rec = slot
         if rec is not None:
             return replay(ctx, pos, rec, "get_event", "event")
+        db = ex.sysdb
+    else:
+        db = _executor.client()
     started = now_ms()
     ensure_listener(db.url)
     deadline = time.monotonic() + max(0.0, timeout)
-    waiter = Waiter(wake_key("e", workflow_id, str(key)))
     delay = 0.005
-    while True:
-        waiter.arm()
-        value = db.get_event(workflow_id, str(key))
-        if value is not None or time.monotonic() >= deadline:
-            break
-        waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.5)
+    with (
+        _waiting(slot[0] if slot is not None else None),
+        Waiter(wake_key("e", workflow_id, str(key))) as waiter,
+    ):
+        while True:
+            waiter.arm()
+            value = db.get_event(workflow_id, str(key))
+            if value is not None or time.monotonic() >= deadline:
+                break
+            if slot is not None:
+                check_live(slot[0], slot[1])  # a cancel or shutdown ends the wait
+            waiter.wait(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
     out = value if value is not None else "null"
-    if ctx is not None and ex is not None:
+    if slot is not None:
+        ex, ctx, pos, _ = slot
         if not ex.sysdb.record_step(
             ctx.workflow_id, ctx.executor_id, pos, "get_event", "event", out, None, started
         ):
-            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "get_event", "event")
+            done = Finished("get_event", "event", out, None, started)
+            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos, done), "get_event", "event")
     return loads(out)
 
 
-# -- the same calls for async workflows: waited out in a worker thread (which
-# sees the workflow's context), so the event loop runs on meanwhile ------------------
+def _waiting(ex: Any) -> contextlib.AbstractContextManager[Any]:
+    """While blocked waiting, this run's pool thread does not count against
+    the pool's limit: what it waits for must be able to run."""
+    return ex.waiting() if ex is not None else contextlib.nullcontext()
+
+
+# -- the same calls for async code: the position is taken here on the loop, the
+# waiting happens in a worker thread ------------------------------------------------------------
 
 
 async def sleep_async(seconds: float) -> None:
     """``wf.sleep`` for async code."""
-    await asyncio.to_thread(sleep, seconds)
+    slot = _reserve("sleep", "sleep")
+    if slot is None:
+        await asyncio.sleep(seconds)
+        return
+    await asyncio.to_thread(_sleep, slot, seconds)
 
 
 async def send_async(
     destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
 ) -> None:
     """``wf.send`` for async code."""
-    await asyncio.to_thread(send, destination_id, message, topic, idempotency_key)
+    payload = dumps(message)
+    slot = _reserve("send", "send")
+    await asyncio.to_thread(_send, slot, destination_id, payload, topic, idempotency_key)
 
 
 async def recv_async(topic: str | None = None, timeout: float = 60) -> Any:
     """``wf.recv`` for async code."""
-    return await asyncio.to_thread(recv, topic, timeout)
+    slot = _reserve("recv", "recv")
+    return await asyncio.to_thread(_recv, slot, topic, timeout)
 
 
 async def set_event_async(key: str, value: Any) -> None:
     """``wf.set_event`` for async code."""
-    await asyncio.to_thread(set_event, key, value)
+    slot = _reserve("set_event", "event")
+    await asyncio.to_thread(_set_event, slot, key, value)
 
 
 async def get_event_async(workflow_id: str, key: str, timeout: float = 60) -> Any:
     """``wf.get_event`` for async code."""
-    return await asyncio.to_thread(get_event, workflow_id, key, timeout)
+    slot = _reserve("get_event", "event")
+    return await asyncio.to_thread(_get_event, slot, workflow_id, key, timeout)

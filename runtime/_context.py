@@ -15,6 +15,37 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class StepState:
+    """The step or transaction running now in this task or thread. Kept in a
+    context variable, not on the workflow, so steps started together
+    (``asyncio.gather``) each have their own."""
+
+    name: str
+    position: int
+    log_seq: int = 0  # its durable log lines, keyed (position, seq)
+    # inside a transaction, log rows wait here and are written after it ends:
+    # written beside it they would queue behind its own write lock on SQLite
+    held_logs: list[tuple[Any, ...]] | None = None
+
+
+_step: ContextVar[StepState | None] = ContextVar("wf_step", default=None)
+
+
+def current_step() -> StepState | None:
+    return _step.get()
+
+
+@contextlib.contextmanager
+def in_step(name: str, position: int) -> Iterator[StepState]:
+    state = StepState(name, position)
+    token = _step.set(state)
+    try:
+        yield state
+    finally:
+        _step.reset(token)
+
+
+@dataclass
 class WorkflowContext:
     workflow_id: str
     name: str
@@ -24,17 +55,22 @@ class WorkflowContext:
     recorded: dict[int, StepRow] | None = None
     deadline_ms: int | None = None
     next_position: int = 0
-    in_step: str | None = None  # name of the step/transaction running now
     # durable-log keys: (position, seq) is unique per workflow, so a replayed
     # log line maps onto the row it wrote the first time
     log_position: int = 0
     log_seq: int = 0
-    step_position: int = -1  # the step running now, for its log lines
-    step_log_seq: int = 0
     depth: int = 0  # how many parent workflows call this one inline
     # the executor running this workflow: its calls go through it even if the
     # process has shut it down (then they stop) or launched another since
     executor: Any = None
+    # the thread the body runs in (the event loop's, for an async workflow):
+    # positions are taken there, in call order, so a replay maps each call
+    # onto its record
+    owner_thread: int = 0
+    # armed when the run starts; fires when a cancel of this workflow is
+    # announced (in-process, or by NOTIFY from another process)
+    cancel_watch: Any = None
+    cancelled: bool = False  # seen cancelled: every later call refuses at once
 
     def take_position(self) -> int:
         p = self.next_position
@@ -49,6 +85,19 @@ class WorkflowContext:
 
 current: ContextVar[WorkflowContext | None] = ContextVar("wf_workflow", default=None)
 _next_id: ContextVar[str | None] = ContextVar("wf_next_workflow_id", default=None)
+
+
+def workflow_here() -> WorkflowContext | None:
+    """The workflow whose body runs here: None outside any workflow and inside
+    a step or transaction (whose calls are plain, unrecorded calls)."""
+    ctx = current.get()
+    if ctx is None or _step.get() is not None:
+        return None
+    return ctx
+
+
+# the connection of the @wf.transaction running here, for wf.db()
+tx_connection: ContextVar[Any] = ContextVar("wf_tx_conn", default=None)
 
 
 def workflow_id() -> str:

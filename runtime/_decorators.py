@@ -6,28 +6,30 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, TypeVar, cast, overload
 
 from sqlalchemy.engine import Connection
 
 from . import _executor
-from ._context import WorkflowContext, current, take_assigned_id
+from ._context import WorkflowContext, in_step, take_assigned_id, tx_connection, workflow_here
 from ._errors import ConfigurationError, WfError, _OwnershipLost
 from ._registry import WorkflowSpec, qualified_name, register_workflow
 from ._runner import (
+    ChildSlot,
     Existing,
     Outcome,
     RetryPolicy,
     Started,
+    begin_call,
     begin_workflow,
     record_child,
     replay,
+    reserve_child,
     run_body,
     run_body_async,
     run_transaction,
     run_with_retries,
-    step_begin,
+    run_with_retries_async,
     step_record,
     wait_outcome,
 )
@@ -36,15 +38,13 @@ from ._tracing import call_span
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_tx_conn: ContextVar[Connection | None] = ContextVar("wf_tx_conn", default=None)
-
 
 def db() -> Connection:
     """The SQLAlchemy Connection of the running @wf.transaction."""
-    conn = _tx_conn.get()
+    conn = tx_connection.get()
     if conn is None:
         raise WfError("wf.db() is only available inside a @wf.transaction function")
-    return conn
+    return cast(Connection, conn)
 
 
 def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:
@@ -59,7 +59,8 @@ def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:
 
 def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ex = _executor.for_call()
-    plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs)
+    slot = reserve_child(ex, spec.name)
+    plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs, slot=slot)
     if isinstance(plan, Existing):
         return _finish_existing(ex, spec, plan)
     plan.ctx.executor = ex
@@ -77,19 +78,32 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _begin(
-    spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any], workflow_id: str | None
-) -> tuple[_executor.Executor, Started | Existing]:
-    ex = _executor.for_call()
-    return ex, begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs, workflow_id=workflow_id)
+    ex: _executor.Executor,
+    spec: WorkflowSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    workflow_id: str | None,
+    slot: ChildSlot | None,
+) -> Started | Existing:
+    return begin_workflow(
+        ex.sysdb, ex.executor_id, spec, args, kwargs, slot=slot, workflow_id=workflow_id
+    )
 
 
 async def _call_workflow_async(
     spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     # database calls go to a worker thread: a launch, a slow commit or an
-    # outage must not stall the caller's event loop. The ID set by
-    # set_workflow_id is taken here, since the thread's context is a copy.
-    ex, plan = await asyncio.to_thread(_begin, spec, args, kwargs, take_assigned_id())
+    # outage must not stall the caller's event loop. The position in a parent
+    # and the ID set by set_workflow_id are taken here, on the loop, in call
+    # order (the thread's context is a copy).
+    ex = (
+        await asyncio.to_thread(_executor.for_call)
+        if workflow_here() is None
+        else _executor.for_call()
+    )
+    slot = reserve_child(ex, spec.name)
+    plan = await asyncio.to_thread(_begin, ex, spec, args, kwargs, take_assigned_id(), slot)
     if isinstance(plan, Existing):
         return await asyncio.to_thread(_finish_existing, ex, spec, plan)
     plan.ctx.executor = ex
@@ -192,23 +206,27 @@ def step(
         if inspect.iscoroutinefunction(f):
 
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                ctx = current.get()
-                if ctx is None or ctx.in_step is not None:
-                    return await _retry_async(None, policy, sname, lambda: f(*args, **kwargs))
+                ctx = workflow_here()
+                if ctx is None:
+                    return await run_with_retries_async(
+                        None, policy, sname, lambda: f(*args, **kwargs)
+                    )
                 ex = _executor.for_call()
-                pos, rec = step_begin(ex, ctx, sname, "step")
+                # the position is taken before the first await: steps started
+                # together (asyncio.gather) take theirs in call order
+                pos, rec = begin_call(ex, ctx, sname, "step")
                 if rec is not None:
                     return replay(ctx, pos, rec, sname, "step")
                 started = now_ms()
-                _enter_step(ctx, sname, pos)
                 value, exc = None, None
-                try:
-                    with call_span("step", sname, ctx.workflow_id, pos):
-                        value = await _retry_async(ex, policy, sname, lambda: f(*args, **kwargs))
-                except Exception as e:
-                    exc = e
-                finally:
-                    ctx.in_step = None
+                with in_step(sname, pos):
+                    try:
+                        with call_span("step", sname, ctx.workflow_id, pos):
+                            value = await run_with_retries_async(
+                                ex, policy, sname, lambda: f(*args, **kwargs)
+                            )
+                    except Exception as e:
+                        exc = e
                 return await asyncio.to_thread(
                     step_record, ex, ctx, pos, sname, "step", started, value, exc
                 )
@@ -216,23 +234,21 @@ def step(
             return cast(F, _mark(awrapper, f, "step", sname))
 
         def swrapper(*args: Any, **kwargs: Any) -> Any:
-            ctx = current.get()
-            if ctx is None or ctx.in_step is not None:
+            ctx = workflow_here()
+            if ctx is None:
                 return run_with_retries(None, policy, sname, lambda: f(*args, **kwargs))
             ex = _executor.for_call()
-            pos, rec = step_begin(ex, ctx, sname, "step")
+            pos, rec = begin_call(ex, ctx, sname, "step")
             if rec is not None:
                 return replay(ctx, pos, rec, sname, "step")
             started = now_ms()
-            _enter_step(ctx, sname, pos)
             value, exc = None, None
-            try:
-                with call_span("step", sname, ctx.workflow_id, pos):
-                    value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
-            except Exception as e:
-                exc = e
-            finally:
-                ctx.in_step = None
+            with in_step(sname, pos):
+                try:
+                    with call_span("step", sname, ctx.workflow_id, pos):
+                        value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
+                except Exception as e:
+                    exc = e
             return step_record(ex, ctx, pos, sname, "step", started, value, exc)
 
         return cast(F, _mark(swrapper, f, "step", sname))
@@ -241,27 +257,6 @@ def step(
 
 
 communicator = step
-
-
-def _enter_step(ctx: WorkflowContext, name: str, pos: int) -> None:
-    ctx.in_step = name
-    ctx.step_position = pos
-    ctx.step_log_seq = 0
-
-
-async def _retry_async(ex: Any, policy: RetryPolicy, name: str, call: Callable[[], Any]) -> Any:
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except Exception as e:
-            if attempt >= policy.retries or isinstance(e, WfError):
-                raise
-            delay = policy.delay(attempt)
-            if ex is not None and ex.stopping.is_set():
-                raise _OwnershipLost() from None
-            await asyncio.sleep(delay)
-            attempt += 1
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -286,23 +281,38 @@ def transaction(
     def deco(f: F) -> F:
         tname = name or f.__qualname__
 
-        def run(call: Callable[[], Any]) -> Any:
-            ctx = current.get()
-            if ctx is not None and ctx.in_step is not None:
-                ctx = None  # inside a step: a plain transaction
-            return run_transaction(_executor.for_call(), ctx, tname, call, isolation, read_only)
-
         if inspect.iscoroutinefunction(f):
 
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
-                # the body runs on its own event loop in a worker thread, which
-                # holds the (synchronous) database transaction
-                return await asyncio.to_thread(run, lambda: asyncio.run(f(*args, **kwargs)))
+                ctx = workflow_here()
+                ex = _executor.for_call() if ctx is not None else None
+                # the position is taken here, on the workflow's loop, in call
+                # order; the body runs on its own event loop in a worker
+                # thread, which holds the (synchronous) database transaction
+                slot = begin_call(ex, ctx, tname, "transaction") if ctx and ex else None
+                return await asyncio.to_thread(
+                    lambda: run_transaction(
+                        ex or _executor.for_call(),
+                        ctx,
+                        tname,
+                        lambda: asyncio.run(f(*args, **kwargs)),
+                        isolation,
+                        read_only,
+                        slot,
+                    )
+                )
 
             return cast(F, _mark(awrapper, f, "transaction", tname))
 
         def swrapper(*args: Any, **kwargs: Any) -> Any:
-            return run(lambda: f(*args, **kwargs))
+            return run_transaction(
+                _executor.for_call(),
+                workflow_here(),
+                tname,
+                lambda: f(*args, **kwargs),
+                isolation,
+                read_only,
+            )
 
         return cast(F, _mark(swrapper, f, "transaction", tname))
 

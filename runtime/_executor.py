@@ -13,14 +13,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
-from ._context import WorkflowContext
+from ._context import WorkflowContext, workflow_here
 from ._errors import ConfigurationError, WfError, _OwnershipLost
-from ._liveness import HOST, pid_alive
+from ._liveness import HOST, HOSTNAME, pid_alive
+from ._pool import ElasticPool
 from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
 from ._sysdb import AppDatabase, ClaimedRow, StepRow, SystemDatabase, WorkflowRow, now_ms
 
@@ -29,6 +30,9 @@ log = logging.getLogger("wf")
 HEARTBEAT_INTERVAL = float(os.environ.get("WF_HEARTBEAT_INTERVAL", "5"))
 STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
 RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
+# a clean stop waits this long for running calls to finish before it leaves
+# their workflows to recovery (WF_SHUTDOWN_GRACE, seconds)
+SHUTDOWN_GRACE = float(os.environ.get("WF_SHUTDOWN_GRACE", "20"))
 # a row of ours in flight, run by nothing here and untouched this long, was
 # claimed by a statement whose answer never reached us: run it
 ORPHAN_AFTER = max(10.0, 4 * RECOVERY_INTERVAL)
@@ -60,7 +64,7 @@ class Executor:
         fixed = executor_id or os.environ.get("WF_EXECUTOR_ID")
         # a random ID is never reused, so nothing recorded under it predates us
         self.fixed_id = bool(fixed)
-        self.executor_id = fixed or f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.executor_id = fixed or f"{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.sysdb = SystemDatabase(config.database_url, outage_timeout=None)
         self.same_db = config.app_database_url == config.database_url
         self.appdb: SystemDatabase | AppDatabase = (
@@ -71,14 +75,22 @@ class Executor:
         self.worker = worker
         self.queue_names = queues
         self.concurrency = concurrency
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(concurrency or 0, 256), thread_name_prefix="wf-workflow"
-        )
+        # the limit counts running threads only: one blocked waiting (for a
+        # child, a message, a timer) gives its slot back, so waits never
+        # starve what they wait for
+        self.pool = ElasticPool(max(concurrency or 0, 256), "wf-workflow")
         self.stopping = threading.Event()
+        # set once a stop has settled (or given up): heartbeats end
+        self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._maintenance: threading.Thread | None = None
         self._running: dict[str, Future[Any]] = {}
         # workflows run in their caller's thread (a direct call, a child)
         self._inline: set[str] = set()
+        # threads outside the pool running a workflow inline: ident -> depth
+        self._inline_threads: dict[int, int] = {}
+        # pool threads waiting at a call boundary (not inside a step)
+        self._parked = 0
         self._running_lock = threading.Lock()
         self._ended = threading.Condition()
         self.started_ms = now_ms()
@@ -92,11 +104,15 @@ class Executor:
         if not self.same_db:
             self.appdb.ensure_reachable()
             self.appdb.migrate()
-        self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
+        self._beat()
         from ._notify import ensure_listener
 
         ensure_listener(self.sysdb.url)
-        self._spawn(self._maintenance_loop, "wf-maintenance")
+        # not in _threads: it heartbeats on while a stop waits for running calls
+        self._maintenance = threading.Thread(
+            target=self._maintenance_loop, name="wf-maintenance", daemon=True
+        )
+        self._maintenance.start()
         from . import _queues, _schedules
 
         _queues.start_workers(self)
@@ -111,26 +127,69 @@ class Executor:
         t.start()
         self._threads.append(t)
 
-    def stop(self, wait: float = 5.0) -> None:
-        """Stop cleanly: running workflows stop at their next recorded call and
-        are left to recovery (our executor row is removed, so any live
-        executor may adopt them at once)."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stop cleanly. Nothing new starts and running workflows stop at
+        their next recorded call; calls already running get ``grace`` seconds
+        (WF_SHUTDOWN_GRACE, default 20) to finish, heartbeats going on. Then
+        the executor row is deleted, so any live executor adopts the stopped
+        workflows at once. Calls still running when the grace ends keep their
+        workflows here (the row stays): peers adopt them once this process is
+        gone or its heartbeat is stale, never while they may still run here.
+        A KeyboardInterrupt (a second Ctrl-C) ends the wait the same way.
+        An executor launched with ``recovery=False`` (a one-shot command, which
+        is interrupted rather than stopped) waits for nothing by default."""
+        if grace is None:
+            grace = SHUTDOWN_GRACE if self.recovery_enabled else 0.0
+        deadline = time.monotonic() + grace
         self.stopping.set()
-        with contextlib.suppress(Exception):
+        try:
+            for t in self._threads:
+                t.join(max(0.0, min(5.0, deadline - time.monotonic())))
+            # queued runs never start: they are in the database, left to recovery
+            self.pool.shutdown(cancel_futures=True)
+            settled = self._wait_settled(deadline)
+        finally:
             self.sysdb.outage_timeout = 0
-            self.sysdb.delete_executor(self.executor_id)
-        deadline = time.monotonic() + wait
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        with self._running_lock:
-            futures = list(self._running.values())
-        for f in futures:
+            self._stopped.set()
+        if settled:
             with contextlib.suppress(Exception):
-                f.result(timeout=max(0.0, deadline - time.monotonic()))
+                self.sysdb.delete_executor(self.executor_id)
+        else:
+            log.warning(
+                "wf: %d workflow call(s) still running after the %gs shutdown grace; "
+                "their workflows are adopted once this process is gone",
+                self._busy(),
+                grace,
+            )
+        if self._maintenance is not None:
+            self._maintenance.join(5.0)
         self.sysdb.dispose()
         if not self.same_db:
             self.appdb.dispose()
+
+    def _busy(self) -> int:
+        """Workflows running here other than at a call boundary: in a call,
+        or between calls (they stop at the next one). Waits outside a step
+        are boundaries; so is the calling thread's own inline run."""
+        me = threading.get_ident()
+        with self._running_lock:
+            pooled = sum(1 for f in self._running.values() if not f.done())
+            inline = sum(1 for t in self._inline_threads if t != me)
+            return max(0, pooled - self._parked) + inline
+
+    def _wait_settled(self, deadline: float) -> bool:
+        """Wait until nothing runs here (see ``_busy``), until ``deadline``."""
+        while self._busy():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.wait_ended(min(0.05, remaining))
+        return True
+
+    def _beat(self) -> None:
+        # the row names this process (host, pid, start), also under a fixed
+        # ID a previous process used: peers judge the live process, not it
+        self.sysdb.heartbeat(self.executor_id, HOST, os.getpid(), self.started_ms)
 
     # -- running -----------------------------------------------------------------
 
@@ -193,14 +252,44 @@ class Executor:
     @contextlib.contextmanager
     def running_inline(self, workflow_id: str) -> Iterator[None]:
         """Mark ``workflow_id`` as running in the caller's thread, so the
-        orphan sweep leaves it alone."""
+        orphan sweep leaves it alone (and a clean stop waits for it)."""
+        # in a pool thread the run is already counted by that thread's future
+        outside = not self.pool.owns_thread()
+        me = threading.get_ident()
         with self._running_lock:
             self._inline.add(workflow_id)
+            if outside:
+                self._inline_threads[me] = self._inline_threads.get(me, 0) + 1
         try:
             yield
         finally:
             with self._running_lock:
                 self._inline.discard(workflow_id)
+                if outside:
+                    n = self._inline_threads.pop(me) - 1
+                    if n:
+                        self._inline_threads[me] = n
+
+    @contextlib.contextmanager
+    def waiting(self, boundary: bool = True) -> Iterator[None]:
+        """Wrap a blocking wait of a workflow (a child's result, a message,
+        an event, a durable sleep). In a pool thread the wait gives its slot
+        back until it ends, so a wait never starves what it waits for. With
+        ``boundary``, a wait in a workflow body (not inside a step) counts as
+        a call boundary: a clean stop does not wait for it (the workflow runs
+        no further call here once stopping is set)."""
+        here = workflow_here()
+        with self.pool.waiting() as released:
+            parked = released and boundary and here is not None
+            if parked:
+                with self._running_lock:
+                    self._parked += 1
+            try:
+                yield
+            finally:
+                if parked:
+                    with self._running_lock:
+                        self._parked -= 1
 
     def _runs_here(self, workflow_id: str) -> bool:
         with self._running_lock:
@@ -234,13 +323,16 @@ class Executor:
 
     def _maintenance_loop(self) -> None:
         last_beat = last_recovery = time.monotonic()
-        while not self.stopping.wait(1.0):
+        while not self._stopped.wait(1.0):
             try:
                 now = time.monotonic()
-                self._cancel_expired()
                 if now - last_beat >= HEARTBEAT_INTERVAL:
-                    self.sysdb.heartbeat(self.executor_id, HOST, os.getpid())
+                    self._beat()
                     last_beat = now
+                if self.stopping.is_set():
+                    continue  # a stop is waiting for running calls: only beat
+                self._cancel_expired()
+                self._announce_cancels()
                 if time.monotonic() - now > max(HEARTBEAT_INTERVAL, 2.0):
                     # we were cut off from the database (these calls wait out
                     # outages): so was everyone, so stale heartbeats prove
@@ -261,11 +353,27 @@ class Executor:
         for wid in self.sysdb.expired_deadlines():
             cancel_in(self.sysdb, wid)
 
+    def _announce_cancels(self) -> None:
+        """Wake the runs here whose workflows another process cancelled. On
+        Postgres NOTIFY does it at once (this is its fallback); SQLite has no
+        notifications, so this is how a cancel from another process reaches
+        a run before its next call (within a second)."""
+        with self._running_lock:
+            running = [w for w, f in self._running.items() if not f.done()]
+            running.extend(self._inline)
+        if not running:
+            return
+        from ._notify import notify_local, wake_key
+
+        for wid in self.sysdb.cancelled_among(running):
+            notify_local(wake_key("c", wid))
+
     def is_dead(
         self, executor_id: str, executors: dict[str, Any], trust_stale: bool = False
     ) -> bool:
-        """Gone (its row removed at a clean stop), or on this host with its
-        process gone, or with a stale heartbeat — which only counts once this
+        """Gone (its row removed at a clean stop), or on this machine (same
+        hostname, boot and pid namespace) with its process gone, or with a
+        stale heartbeat — which only counts once this
         executor has itself been connected for a whole stale period, so an
         outage that stopped everyone's heartbeats makes no one look dead."""
         row = executors.get(executor_id)
@@ -313,8 +421,11 @@ class Executor:
             # ours (fixed ID): only what predates this process; the rest runs here
             before = self.started_ms if eid == self.executor_id else None
             if not import_missing:
-                for wid in self.sysdb.requeue_all(eid, before):
-                    log.info("re-enqueued %s from dead executor %s", wid, eid)
+                for wid, status in self.sysdb.requeue_all(eid, before):
+                    if status == "RETRIES_EXCEEDED":
+                        log.warning("wf: %s exceeded its recovery attempts", wid)
+                    else:
+                        log.info("re-enqueued %s from dead executor %s", wid, eid)
             names = self.sysdb.inflight_names(eid)
             for name in names:
                 if find_workflow(name) is None and import_missing:
@@ -335,6 +446,27 @@ class Executor:
             if eid != self.executor_id:
                 for wid, name in self.sysdb.inflight_of_executor(eid):
                     result.skipped.append((wid, f"function {name} is not defined in this process"))
+        # queue slots held by cancelled (or resumed) rows whose run has stopped:
+        # a dead executor's runs all have; ours have when nothing here runs them
+        # (the dequeue loop frees its own at once; this catches runs started
+        # elsewhere, e.g. by the orphan sweep)
+        for eid in self.sysdb.slot_executors():
+            if eid == self.executor_id:
+                old = now_ms() - int(ORPHAN_AFTER * 1000)
+                ids = [
+                    w for w, at in self.sysdb.held_slots(eid) if at < old and not self._runs_here(w)
+                ]
+            elif (executor_id is None or eid == executor_id) and self.is_dead(
+                eid, executors, trust_stale=import_missing
+            ):
+                ids = [w for w, _ in self.sysdb.held_slots(eid)]
+            else:
+                continue
+            if ids:
+                self.sysdb.release_slots(eid, ids)
+                from ._queues import wake_dequeuers
+
+                wake_dequeuers()
         return result
 
     def sweep_orphans(self) -> list[str]:

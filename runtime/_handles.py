@@ -21,14 +21,27 @@ class WorkflowHandle:
         error). ``timeout`` seconds: raises AwaitTimeoutError; the workflow goes on."""
         from ._runner import wait_outcome
 
-        ex = _executor.current_or_none()
-        outcome = wait_outcome(_executor.client(), self.workflow_id, timeout, ex)
+        ex = _waiting_executor()
+        sysdb = _executor.client()
+        if ex is None:
+            outcome = wait_outcome(sysdb, self.workflow_id, timeout, None)
+        else:
+            # a workflow thread waiting here gives its pool slot back, so the
+            # workflow it waits for (say a background child) can run
+            with ex.waiting():
+                outcome = wait_outcome(sysdb, self.workflow_id, timeout, ex)
         return outcome.result(self.workflow_id)
 
     get_result = result
 
     async def result_async(self, timeout: float | None = None) -> Any:
-        return await asyncio.to_thread(self.result, timeout)
+        ex = _waiting_executor()
+        if ex is None:
+            return await asyncio.to_thread(self.result, timeout)
+        # the event loop's thread (an async workflow's pool thread) waits;
+        # other tasks of its loop may still run, so this is no call boundary
+        with ex.waiting(boundary=False):
+            return await asyncio.to_thread(self.result, timeout)
 
     def status(self) -> WorkflowInfo:
         from ._inspect import get_workflow
@@ -36,3 +49,15 @@ class WorkflowHandle:
         return get_workflow(self.workflow_id)
 
     get_status = status
+
+
+def _waiting_executor() -> _executor.Executor | None:
+    """The executor whose workflow thread would wait: the one running the
+    calling workflow, else the process's."""
+    from ._context import current
+
+    ctx = current.get()
+    if ctx is not None and ctx.executor is not None:
+        ex: _executor.Executor = ctx.executor
+        return ex
+    return _executor.current_or_none()

@@ -1,13 +1,49 @@
-"""Is an executor alive? A stale heartbeat says no; on the same host, so does
-a process that no longer exists (or is a zombie, or is a newer process that
-reused the pid), which lets recovery start at once after a crash."""
+"""Is an executor alive? A stale heartbeat says no; on the same machine, so
+does a process that no longer exists (or is a zombie, or is a newer process
+that reused the pid), which lets recovery start at once after a crash.
+
+"The same machine" is more than the same hostname: containers can share one
+(host networking, a fixed ``hostname:``) while their pids mean different
+processes. An executor row's ``host`` is therefore ``HOSTNAME#MACHINE``, where
+MACHINE names the kernel's boot and this pid namespace: pids are compared
+only between rows with equal ``host``; any other row is judged by its
+heartbeat alone."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 
-HOST = socket.gethostname()
+HOSTNAME = socket.gethostname()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def machine_identity(boot_id: str, pid_namespace: str) -> str:
+    """A short digest of where pids mean the same processes: one boot of one
+    kernel (a reboot reuses pids too) and one pid namespace."""
+    if not boot_id and not pid_namespace:
+        return ""
+    return hashlib.sha256(f"{boot_id}|{pid_namespace}".encode()).hexdigest()[:16]
+
+
+_MACHINE = machine_identity(_read("/proc/sys/kernel/random/boot_id"), _pid_namespace())
+# what executor rows record as their host (see the module docstring)
+HOST = f"{HOSTNAME}#{_MACHINE}" if _MACHINE else HOSTNAME
 
 
 def _boot_time() -> float | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from ._context import current
+from ._context import current, current_step
 
 logger = logging.getLogger("wf.workflow")
 # INFO by default so wf.logger.info(...) is recorded; the stderr fallback
@@ -20,17 +20,16 @@ class DurableLogHandler(logging.Handler):
         if ctx is None:
             self._fallback(record)
             return
-        from . import _executor
-
-        ex = _executor.current_or_none()
+        ex = ctx.executor
         if ex is None:
             return
-        if ctx.in_step is not None:
+        step_state = current_step()
+        if step_state is not None:
             # keyed by the step's position (negated: apart from body lines)
-            position = -(ctx.step_position + 1)
-            seq = ctx.step_log_seq
-            ctx.step_log_seq += 1
-            step = ctx.in_step
+            position = -(step_state.position + 1)
+            seq = step_state.log_seq
+            step_state.log_seq += 1
+            step: str | None = step_state.name
         else:
             position = ctx.log_position
             seq = ctx.log_seq
@@ -42,17 +41,20 @@ class DurableLogHandler(logging.Handler):
             message = str(record.msg)
         from ._serialization import clean_text
 
-        message = clean_text(message)
-        with contextlib.suppress(Exception):
-            ex.sysdb.insert_log(
-                ctx.workflow_id,
-                position,
-                seq,
-                int(record.created * 1000),
-                record.levelname,
-                step,
-                message,
-            )
+        row = (
+            ctx.workflow_id,
+            position,
+            seq,
+            int(record.created * 1000),
+            record.levelname,
+            step,
+            clean_text(message),
+        )
+        if step_state is not None and step_state.held_logs is not None:
+            step_state.held_logs.append(row)  # written when the transaction ends
+        else:
+            with contextlib.suppress(Exception):
+                ex.sysdb.insert_log(*row)
         self._fallback(record)
 
     @staticmethod

@@ -19,7 +19,10 @@ import time
 log = logging.getLogger("wf")
 
 _cond = threading.Condition()
-_versions: dict[str, int] = {}
+# key -> [waiters interested in it, version]. Only keys someone waits on are
+# held (a notification nobody waits for is dropped), so the map is bounded by
+# the waiters alive at once, not by every key ever notified.
+_interest: dict[str, list[int]] = {}
 _epoch = 0  # bumped when notifications may have been missed: wakes everyone
 
 
@@ -28,8 +31,11 @@ def wake_key(kind: str, *parts: str) -> str:
 
 
 def notify_local(key: str) -> None:
+    entry = _interest.get(key)
+    if entry is None:
+        return  # nobody here waits for it
     with _cond:
-        _versions[key] = _versions.get(key, 0) + 1
+        entry[1] += 1
         _cond.notify_all()
 
 
@@ -40,24 +46,62 @@ def notify_everyone() -> None:
         _cond.notify_all()
 
 
+def tracked_keys() -> int:
+    """How many wake-up keys this process holds (one per key waited on now)."""
+    return len(_interest)
+
+
 class Waiter:
     """Arm before checking the database, then wait: a wake-up that lands in
-    between is not lost."""
+    between is not lost. Close it when done (or use it as a context manager)
+    so its key is forgotten."""
+
+    __slots__ = ("key", "version", "_entry")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.version = (0, 0)
+        self._entry: list[int] | None = None
 
     def _now(self) -> tuple[int, int]:
-        return (_versions.get(self.key, 0), _epoch)
+        assert self._entry is not None
+        return (self._entry[1], _epoch)
 
     def arm(self) -> None:
         with _cond:
+            if self._entry is None:
+                entry = _interest.get(self.key)
+                if entry is None:
+                    entry = _interest[self.key] = [0, 0]
+                entry[0] += 1
+                self._entry = entry
             self.version = self._now()
 
+    def fired(self) -> bool:
+        """Has a wake-up come since the last arm()? (No lock: a stale read
+        only delays the answer to the next check.)"""
+        entry = self._entry
+        return entry is not None and (entry[1], _epoch) != self.version
+
     def wait(self, timeout: float) -> None:
+        if self._entry is None:
+            self.arm()
         with _cond:
             _cond.wait_for(lambda: self._now() != self.version, timeout)
+
+    def close(self) -> None:
+        with _cond:
+            entry, self._entry = self._entry, None
+            if entry is not None:
+                entry[0] -= 1
+                if entry[0] <= 0 and _interest.get(self.key) is entry:
+                    del _interest[self.key]
+
+    def __enter__(self) -> Waiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- Postgres LISTEN ---------------------------------------------------------------------

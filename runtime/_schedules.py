@@ -1,6 +1,9 @@
 """@wf.scheduled: cron-driven workflows. Each tick's workflow ID is derived
 from the function and the tick time, so with many processes up a tick still
-runs once; ticks missed while nothing ran are not replayed."""
+runs once. Ticks missed while nothing ran are not replayed; ticks that came
+due while the scheduler was running but could not start them (a database
+outage, which starting waits out) are started afterwards, each once, up to
+the last ``CATCH_UP`` of them."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ log = logging.getLogger("wf")
 
 _schedules: list[tuple[str, Any]] = []
 _changed = threading.Event()
+# at most this many past ticks of one schedule are started after an outage
+CATCH_UP = 100
 
 
 def scheduled(cron: str) -> Callable[[Any], Any]:
@@ -65,11 +70,31 @@ def _loop(ex: Executor) -> None:
                 nxt = nexts[i] = croniter(cron, now).get_next(datetime)
             if nxt <= now:
                 try:
-                    _start(fn, (nxt, now), {}, workflow_id=tick_id(fn, nxt))
+                    _start(fn, (nxt, datetime.now(UTC)), {}, workflow_id=tick_id(fn, nxt))
                 except Exception as e:
                     log.warning("wf schedule %s: %s", fn.wf_name, e)
-                nxt = nexts[i] = croniter(cron, now).get_next(datetime)
+                # the tick after this one, not after now: a start that waited
+                # out an outage is followed by the ticks that came due meanwhile
+                nxt = nexts[i] = _after(cron, nxt, datetime.now(UTC))
             soonest = min(soonest, (nxt - now).total_seconds())
         if ex.stopping.wait(max(0.01, soonest)) or _changed.is_set():
             continue
     time.sleep(0)
+
+
+def _after(cron: str, tick: datetime, now: datetime) -> datetime:
+    """The tick of ``cron`` after ``tick``, but none older than the last
+    ``CATCH_UP`` ticks due by ``now``."""
+    from croniter import croniter
+
+    nxt: datetime = croniter(cron, tick).get_next(datetime)
+    if nxt <= now:
+        back = croniter(cron, now)
+        oldest = now
+        for _ in range(CATCH_UP):
+            oldest = back.get_prev(datetime)
+            if oldest <= nxt:
+                return nxt
+        log.warning("wf schedule: skipping ticks before %s (more than %d behind)", oldest, CATCH_UP)
+        return oldest
+    return nxt

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -78,9 +79,13 @@ def worker(
 ) -> int:
     """Run an executor until SIGINT or SIGTERM: recovery, queues, schedules.
 
-    On a signal it stops cleanly; workflows still running are left to recovery
-    (any live executor adopts them at once). With --json: one JSON object when
-    it stops.
+    On a signal it stops cleanly: nothing new starts, running workflows stop
+    at their next call, and steps already running get WF_SHUTDOWN_GRACE seconds
+    (default 20) to finish before the workflows are left to recovery (a live
+    executor adopts them at once; those whose step still runs, once this
+    process is gone). A second signal stops waiting. Started while the
+    database is down, it waits for it. With --json: one JSON object when it
+    stops.
     """
     level = logging.getLevelName(log_level.strip().upper())
     if not isinstance(level, int):
@@ -109,23 +114,31 @@ def worker(
     from wf._config import display_url
 
     try:
-        wf.launch(
-            executor_id=executor_id or None,
-            queues=list(queues) if queues else None,
-            concurrency=concurrency,
-            worker=True,
+        launched = _launch_when_reachable(
+            stop,
+            lambda: wf.launch(
+                executor_id=executor_id or None,
+                queues=list(queues) if queues else None,
+                concurrency=concurrency,
+                worker=True,
+            ),
         )
         ex = _executor.current_or_none()
         eid = ex.executor_id if ex is not None else "?"
         url = display_url(ex.config.database_url) if ex is not None else "?"
         served = ", ".join(queues) if queues else "all queues"
-        output.print_lines(
-            f"wf worker {eid} on {url}: serving {served} for {', '.join(modules)}; Ctrl-C or SIGTERM to stop",
-            stderr=True,
-        )
-        while not stop.wait(0.5):
+        if launched:
+            output.print_lines(
+                f"wf worker {eid} on {url}: serving {served} for {', '.join(modules)}; Ctrl-C or SIGTERM to stop",
+                stderr=True,
+            )
+        while launched and not stop.wait(0.5):
             pass
-        output.print_lines("stopping: running workflows are left to recovery", stderr=True)
+        if launched:
+            output.print_lines(
+                "stopping: waiting for running steps, then leaving the workflows to recovery",
+                stderr=True,
+            )
         wf.shutdown()
     finally:
         for s, h in previous.items():
@@ -140,3 +153,29 @@ def worker(
             }
         )
     return errors.OK
+
+
+def _launch_when_reachable(stop: threading.Event, launch: Callable[[], None]) -> bool:
+    """Launch, waiting out a database that cannot be reached yet (one warning,
+    then retries with backoff) as a running worker waits out an outage.
+    Returns False when a signal came first. Other failures (bad credentials,
+    a bad URL) still end the command."""
+    from wf._errors import DatabaseUnreachableError
+    from wf._sysdb.engine import is_connection_error
+
+    delay = 0.5
+    warned = False
+    while True:
+        try:
+            launch()
+            return True
+        except DatabaseUnreachableError as e:
+            cause = e.__cause__
+            if cause is None or not is_connection_error(cause):
+                raise
+            if not warned:
+                errors.warn(f"database unreachable, waiting for it (Ctrl-C to stop): {e}")
+                warned = True
+        if stop.wait(delay):
+            return False
+        delay = min(delay * 2, 5.0)

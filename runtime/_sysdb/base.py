@@ -11,7 +11,7 @@ from sqlalchemy import exc as sa_exc
 from .._config import display_url
 from .._errors import DatabaseUnreachableError
 from . import schema
-from .engine import Database, _first_line, is_connection_error
+from .engine import Database, _first_line, is_connection_error, is_integrity_error
 from .queries import render
 
 
@@ -54,8 +54,10 @@ class BaseDatabase(Database):
                 quoted = '"' + name.replace('"', '""') + '"'
                 try:
                     conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-                except sa_exc.ProgrammingError as e:
-                    if "already exists" not in str(e):
+                except (sa_exc.ProgrammingError, sa_exc.IntegrityError) as e:
+                    # a concurrent first launch created it: a unique violation
+                    # on pg_database (SQLSTATE 23505) or "already exists"
+                    if "already exists" not in str(e) and not is_integrity_error(e):
                         raise
         except DatabaseUnreachableError:
             raise

@@ -14,10 +14,18 @@ from sqlalchemy.engine import Connection
 from .._errors import QueueDedupError
 from . import schema
 from .base import BaseDatabase
-from .engine import is_integrity_error
+from .engine import connection_errors_seen, is_integrity_error
 from .messaging import MessagingMixin
 from .queueing import QueueingMixin
-from .rows import _NEVER, ClaimedRow, ExecutorRow, StepRow, WorkflowRow, now_ms
+from .rows import (
+    _NEVER,
+    ClaimedRow,
+    ExecutorRow,
+    StepRow,
+    WorkflowRow,
+    event_of_record,
+    now_ms,
+)
 
 
 class SystemDatabase(MessagingMixin, QueueingMixin):
@@ -37,16 +45,25 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         priority: int = 0,
         dedup_id: str | None = None,
         parent_workflow_id: str | None = None,
+        parent_executor_id: str | None = None,
         max_recovery_attempts: int = 50,
         timeout: float | None = None,
+        deadline: int | None = None,
         delay: float | None = None,
+        now: int | None = None,
     ) -> bool:
-        """Insert a new workflow; False when the ID is already recorded."""
-        now = now_ms()
+        """Insert a new workflow; False when the ID is already recorded, or
+        (a child: ``parent_executor_id`` given) when its parent is no longer
+        running under that executor. True also when the row is our own write
+        whose answer was lost with its connection (the retry then saw it)."""
+        now = now or now_ms()
         timeout_ms = int(timeout * 1000) if timeout is not None else None
+        errors_before = connection_errors_seen()
+        child = {} if parent_executor_id is None else {"parent_executor_id": parent_executor_id}
         try:
             result = self.run(
-                "insert_workflow",
+                "insert_workflow" if parent_executor_id is None else "insert_child_workflow",
+                **child,
                 workflow_id=workflow_id,
                 status=status,
                 name=name,
@@ -59,9 +76,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                 max_recovery_attempts=max_recovery_attempts,
                 now=now,
                 started_at=now if status == "PENDING" else None,
-                deadline=now + timeout_ms
-                if timeout_ms is not None and status == "PENDING"
-                else None,
+                deadline=deadline,
                 timeout_ms=timeout_ms,
                 not_before=now + int(delay * 1000) if delay else None,
             )
@@ -71,11 +86,31 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                     f"a workflow with dedup_id {dedup_id!r} is already enqueued or running on queue {queue!r}"
                 ) from None
             raise
-        return bool(result.rowcount)
+        if result.rowcount:
+            return True
+        if connection_errors_seen() == errors_before or executor_id is None:
+            return False
+        # the statement met a connection error and was retried: if the row is
+        # exactly what we wrote, under our own executor, it is our own insert
+        row = self.get_workflow(workflow_id)
+        return (
+            row is not None
+            and row.status == status
+            and row.executor_id == executor_id
+            and row.created_at == now
+            and row.inputs == inputs
+            and row.name == name
+        )
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         row = self.run("get_workflow", workflow_id=workflow_id).first()
         return WorkflowRow(*row) if row else None
+
+    def workflow_exists(self, workflow_id: str, conn: Connection) -> bool:
+        return (
+            conn.execute(self.text(self.q("get_outcome")), {"workflow_id": workflow_id}).first()
+            is not None
+        )
 
     def get_outcome(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
         row = self.run("get_outcome", workflow_id=workflow_id).first()
@@ -100,14 +135,17 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
             "mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms()
         )
 
-    def requeue_all(self, old_executor_id: str, before: int | None = None) -> list[str]:
+    def requeue_all(self, old_executor_id: str, before: int | None = None) -> list[tuple[str, str]]:
+        """Put ``old_executor_id``'s in-flight queued workflows back on their
+        queues (one recovery attempt each; past the limit they end
+        RETRIES_EXCEEDED). Returns (ID, new status) pairs."""
         rows = self.run(
             "requeue_all",
             old_executor_id=old_executor_id,
             before=before if before is not None else _NEVER,
             now=now_ms(),
         )
-        return [r[0] for r in rows]
+        return [(r[0], r[1]) for r in rows]
 
     def inflight_executors(self) -> list[str]:
         return [r[0] for r in self.run("inflight_executors") if r[0] is not None]
@@ -176,20 +214,48 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
     def cancel_workflow(self, workflow_id: str) -> bool:
         return bool(self.run("cancel_workflow", workflow_id=workflow_id, now=now_ms()).rowcount)
 
+    def release_cancelled_run(self, workflow_id: str, executor_id: str) -> None:
+        self.run("release_cancelled_run", workflow_id=workflow_id, executor_id=executor_id)
+
+    def cancelled_among(self, workflow_ids: list[str], chunk: int = 500) -> list[str]:
+        """Those of ``workflow_ids`` that are CANCELLED."""
+        stmt = sa.text(self.q("cancelled_among")).bindparams(sa.bindparam("ids", expanding=True))
+        out: list[str] = []
+        for i in range(0, len(workflow_ids), chunk):
+            ids = workflow_ids[i : i + chunk]
+
+            def run(ids: list[str] = ids) -> list[Any]:
+                with self.connect() as conn:
+                    return list(conn.execute(stmt, {"ids": ids}))
+
+            out.extend(r[0] for r in self.retrying(run))
+        return out
+
     def children_of(self, workflow_id: str) -> list[str]:
         return [r[0] for r in self.run("children_of", workflow_id=workflow_id)]
 
-    def resume_workflow(self, workflow_id: str, executor_id: str | None, queue: str | None) -> bool:
+    def resume_workflow(
+        self, read: WorkflowRow, executor_id: str | None, queue: str | None
+    ) -> bool:
+        """Resume the workflow as ``read`` saw it: PENDING under ``executor_id``,
+        or (None) back on ``queue``. One conditional statement: False when the
+        row changed since it was read (claimed, dequeued, cancelled, ended)."""
         status = "ENQUEUED" if executor_id is None else "PENDING"
+        now = now_ms()
         return bool(
             self.run(
                 "resume_workflow",
-                workflow_id=workflow_id,
+                workflow_id=read.workflow_id,
                 status=status,
                 executor_id=executor_id,
                 queue=queue,
-                started_at=now_ms() if executor_id else None,
-                now=now_ms(),
+                keep_slot=1 if status == "ENQUEUED" and read.status == "CANCELLED" else 0,
+                started_at=now if executor_id else None,
+                now=now,
+                old_status=read.status,
+                old_executor_id=read.executor_id or "",
+                old_attempts=read.recovery_attempts,
+                old_updated_at=read.updated_at,
             ).rowcount
         )
 
@@ -231,6 +297,17 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                     self.text(self.q("copy_steps")),
                     dict(workflow_id=row.workflow_id, new_workflow_id=new_id, before=copy_before),
                 )
+                # the events those calls set: a replayed set_event skips its write
+                for (output,) in conn.execute(
+                    self.text(self.q("copied_event_sets")),
+                    dict(workflow_id=new_id),
+                ):
+                    key, value = event_of_record(output)
+                    if key is not None:
+                        conn.execute(
+                            self.text(self.q("set_event")),
+                            dict(workflow_id=new_id, key=key, value=value, now=now),
+                        )
         return bool(inserted)
 
     def expired_deadlines(self) -> list[str]:
@@ -311,9 +388,12 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         started_at: int | None,
         child_workflow_id: str | None = None,
         conn: Connection | None = None,
+        ended_at: int | None = None,
+        cancelled: bool = False,
     ) -> bool:
         """Record a finished call; False when not recorded (already recorded,
-        or this executor no longer owns the running workflow)."""
+        or this executor no longer owns the running workflow). ``cancelled``:
+        record it on a workflow cancelled while the call ran (still ours)."""
         params = dict(
             workflow_id=workflow_id,
             executor_id=executor_id,
@@ -324,11 +404,12 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
             error=error,
             child_workflow_id=child_workflow_id,
             started_at=started_at,
-            ended_at=now_ms(),
+            ended_at=ended_at if ended_at is not None else now_ms(),
         )
+        query = "record_step_cancelled" if cancelled else "record_step"
         if conn is not None:
-            return bool(conn.execute(self.text(self.q("record_step")), params).rowcount)
-        return bool(self.run("record_step", **params).rowcount)
+            return bool(conn.execute(self.text(self.q(query)), params).rowcount)
+        return bool(self.run(query, **params).rowcount)
 
     def get_steps(self, workflow_id: str) -> list[StepRow]:
         return [StepRow(*r) for r in self.run("get_steps", workflow_id=workflow_id)]
@@ -341,7 +422,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
             ids = workflow_ids[i : i + chunk]
 
             def run(ids: list[str] = ids) -> list[Any]:
-                with self.engine.connect() as conn:
+                with self.connect() as conn:
                     return list(conn.execute(stmt, {"ids": ids}))
 
             for r in self.retrying(run):
@@ -352,15 +433,22 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         row = self.run("get_step", workflow_id=workflow_id, position=position).first()
         return StepRow(*row) if row else None
 
-    def copy_steps(self, workflow_id: str, new_workflow_id: str, before: int) -> None:
-        self.run(
-            "copy_steps", workflow_id=workflow_id, new_workflow_id=new_workflow_id, before=before
-        )
-
     # -- executors -------------------------------------------------------------------
 
-    def heartbeat(self, executor_id: str, host: str, pid: int) -> None:
-        self.run("heartbeat", executor_id=executor_id, host=host, pid=pid, now=now_ms())
+    def heartbeat(
+        self, executor_id: str, host: str, pid: int, started_at: int | None = None
+    ) -> None:
+        """Record that ``executor_id`` is alive in process ``pid`` on ``host``,
+        which started at ``started_at`` (epoch ms; default now)."""
+        now = now_ms()
+        self.run(
+            "heartbeat",
+            executor_id=executor_id,
+            host=host,
+            pid=pid,
+            started_at=now if started_at is None else started_at,
+            now=now,
+        )
 
     def list_executors(self) -> list[ExecutorRow]:
         return [ExecutorRow(*r) for r in self.run("list_executors")]
@@ -378,6 +466,8 @@ class AppDatabase(BaseDatabase):
     def insert_tx_output(
         self, conn: Connection, workflow_id: str, position: int, output: str | None
     ) -> bool:
+        """Record a transaction's output in its own transaction; False when
+        one is recorded at this position already."""
         try:
             with conn.begin_nested():
                 conn.execute(

@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from .._config import display_url
-from .._errors import DatabaseUnreachableError
+from .._errors import DatabaseUnreachableError, WfError
 
 log = logging.getLogger("wf")
 T = TypeVar("T")
@@ -26,6 +26,38 @@ ISOLATION_SQL = {
     "repeatable_read": "REPEATABLE READ",
     "read_committed": "READ COMMITTED",
 }
+
+
+# connection errors each thread's statements met (retried or not): a write
+# that met one may have committed with only its answer lost
+_seen = threading.local()
+
+
+def connection_errors_seen() -> int:
+    """How many connection errors this thread's statements have met so far."""
+    return int(getattr(_seen, "n", 0))
+
+
+def _count_connection_error() -> None:
+    _seen.n = connection_errors_seen() + 1
+
+
+# per thread: the SQLite files whose write lock it holds (inside a write
+# transaction). A write on another connection to the same file would wait for
+# that lock for ever: it is refused at once, never taken for an outage.
+_write_locks = threading.local()
+
+
+def _holds_write_lock(url: str) -> bool:
+    return url in getattr(_write_locks, "urls", ())
+
+
+def _self_deadlock(url: str) -> WfError:
+    return WfError(
+        f"this thread holds the write lock of {display_url(url)} in a transaction; a write "
+        "outside that transaction would wait for it for ever (do it after the transaction, "
+        "or through wf.db())"
+    )
 
 
 def dialect_of(url: str) -> str:
@@ -134,6 +166,7 @@ class Database:
             except Exception as e:
                 if not is_connection_error(e):
                     raise
+                _count_connection_error()
                 self.last_outage = time.time()
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise DatabaseUnreachableError(
@@ -177,10 +210,12 @@ class Database:
                     sa.text(sql).compile(dialect=self.engine.dialect)
                 )
             return self.retrying(lambda: lane.execute(compiled, params or {}))
+        if _holds_write_lock(self.url) and not sql.lstrip()[:6].upper() == "SELECT":
+            raise _self_deadlock(self.url)
         stmt = self.text(sql)
 
         def run() -> Any:
-            with self.engine.connect() as conn:
+            with self.connect() as conn:
                 result = conn.execute(stmt, params or {})
                 if result.returns_rows:
                     # materialize before the connection goes back to the pool
@@ -204,9 +239,11 @@ class Database:
                 begin += " READ ONLY"
         else:
             begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+            if not read_only and _holds_write_lock(self.url):
+                raise _self_deadlock(self.url)
 
         def open_begun() -> Connection:
-            conn = self.engine.connect()
+            conn = self.connect()
             try:
                 conn.exec_driver_sql(begin)
             except BaseException:
@@ -215,15 +252,45 @@ class Database:
             return conn
 
         conn = self.retrying(open_begun)
+        locks: set[str] | None = None
+        if self.dialect == "sqlite" and not read_only:
+            locks = _write_locks.__dict__.setdefault("urls", set())
+            locks.add(self.url)
         with conn:
             try:
                 yield conn
             except BaseException:
+                tx = conn.get_transaction()
+                if tx is not None and not tx.is_valid:
+                    # a refused commit() left SQLAlchemy's view of it broken
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
                 with contextlib.suppress(Exception):
                     conn.exec_driver_sql("ROLLBACK")
                 raise
             else:
                 conn.exec_driver_sql("COMMIT")
+            finally:
+                if locks is not None:
+                    locks.discard(self.url)
+
+    def connect(self) -> Connection:
+        """A pooled connection. While every one is in use, wait for one:
+        their holders give them back when their statements or transactions
+        end, so an exhausted pool is a queue, not an error (SQLAlchemy's pool
+        timeout only paces a warning)."""
+        warned = False
+        while True:
+            try:
+                return self.engine.connect()
+            except sa_exc.TimeoutError as e:
+                if not warned:
+                    log.warning(
+                        "all connections to %s are busy, waiting for one: %s",
+                        display_url(self.url),
+                        _first_line(e),
+                    )
+                    warned = True
 
     def dispose(self) -> None:
         if self.lane is not None:
@@ -269,6 +336,7 @@ class FastLane:
             except _StaleConnection:
                 # a pooled connection died with the server: so did its
                 # siblings; try once more on a fresh connection
+                _count_connection_error()
                 self.drop_idle()
                 return self._execute(sql, params)
 

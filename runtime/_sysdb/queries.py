@@ -28,7 +28,7 @@ DIALECT_FRAGMENTS = {
 WORKFLOW_COLUMNS = (
     "workflow_id, status, name, inputs, output, error, executor_id, queue, priority, dedup_id, "
     "parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at, updated_at, "
-    "started_at, deadline, timeout_ms, not_before"
+    "started_at, deadline, timeout_ms, not_before, slot_held"
 )
 
 # Columns `wf list` shows: the big output/error/inputs texts are not read there.
@@ -44,20 +44,39 @@ Q: dict[str, str] = {
     "insert_workflow": """
         INSERT INTO {s}workflows (workflow_id, status, name, inputs, executor_id, queue, priority,
             dedup_id, parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at,
-            updated_at, started_at, deadline, timeout_ms, not_before)
+            updated_at, started_at, deadline, timeout_ms, not_before, slot_held)
         VALUES (:workflow_id, :status, :name, :inputs, :executor_id, :queue, :priority, :dedup_id,
             :parent_workflow_id, 0, :max_recovery_attempts, :now, :now, :started_at, :deadline,
-            :timeout_ms, :not_before)
+            :timeout_ms, :not_before, CASE WHEN :status = 'PENDING' THEN 1 ELSE 0 END)
+        ON CONFLICT (workflow_id) DO NOTHING""",
+    # a child: inserted only while its parent runs under the given executor,
+    # so a child called after its parent was cancelled (or adopted) never runs
+    "insert_child_workflow": """
+        INSERT INTO {s}workflows (workflow_id, status, name, inputs, executor_id, queue, priority,
+            dedup_id, parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at,
+            updated_at, started_at, deadline, timeout_ms, not_before, slot_held)
+        SELECT CAST(:workflow_id AS TEXT), CAST(:status AS TEXT), CAST(:name AS TEXT),
+            CAST(:inputs AS TEXT), CAST(:executor_id AS TEXT), CAST(:queue AS TEXT),
+            CAST(:priority AS INTEGER), CAST(:dedup_id AS TEXT), CAST(:parent_workflow_id AS TEXT),
+            0, CAST(:max_recovery_attempts AS INTEGER), CAST(:now AS BIGINT), CAST(:now AS BIGINT),
+            CAST(:started_at AS BIGINT), CAST(:deadline AS BIGINT), CAST(:timeout_ms AS BIGINT),
+            CAST(:not_before AS BIGINT), CASE WHEN CAST(:status AS TEXT) = 'PENDING' THEN 1 ELSE 0 END
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :parent_workflow_id AND status = 'PENDING'
+                AND executor_id = :parent_executor_id
+            {for_share})
         ON CONFLICT (workflow_id) DO NOTHING""",
     "get_workflow": "SELECT "
     + WORKFLOW_COLUMNS
     + " FROM {s}workflows WHERE workflow_id = :workflow_id",
     "get_outcome": "SELECT status, output, error FROM {s}workflows WHERE workflow_id = :workflow_id",
     "finish_workflow": """
-        UPDATE {s}workflows SET status = :status, output = :output, error = :error, updated_at = :now
+        UPDATE {s}workflows SET status = :status, output = :output, error = :error, updated_at = :now,
+            slot_held = 0
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
     "mark_retries_exceeded": """
-        UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now
+        UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now, slot_held = 0
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
     "inflight_executors": "SELECT DISTINCT executor_id FROM {s}workflows WHERE status = 'PENDING'",
     "inflight_of_executor": """
@@ -66,17 +85,23 @@ Q: dict[str, str] = {
         ORDER BY created_at""",
     "inflight_names": """
         SELECT DISTINCT name FROM {s}workflows WHERE status = 'PENDING' AND executor_id = :executor_id""",
-    # back on its queue, so the queue's limits still hold for it
+    # back on its queue, so the queue's limits still hold for it; this counts
+    # a recovery attempt, so past the limit it ends RETRIES_EXCEEDED instead
+    # (SPEC §4.6). The deadline stays: the timeout started at the first dequeue.
     "requeue_all": """
-        UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL,
+        UPDATE {s}workflows SET
+            status = CASE WHEN recovery_attempts + 1 > max_recovery_attempts
+                THEN 'RETRIES_EXCEEDED' ELSE 'ENQUEUED' END,
+            executor_id = NULL, started_at = NULL, slot_held = 0,
             recovery_attempts = recovery_attempts + 1, updated_at = :now
         WHERE status = 'PENDING' AND executor_id = :old_executor_id AND queue IS NOT NULL
             AND updated_at < :before
-        RETURNING workflow_id""",
+        RETURNING workflow_id, status""",
     # one statement adopts all of a dead executor's workflows whose code we have
     "claim_all": """
         UPDATE {s}workflows
-        SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now
+        SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now,
+            slot_held = 1
         WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
             AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
@@ -88,19 +113,37 @@ Q: dict[str, str] = {
         WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :before""",
     "claim_own": """
         UPDATE {s}workflows
-        SET recovery_attempts = recovery_attempts + 1, updated_at = :now
+        SET recovery_attempts = recovery_attempts + 1, updated_at = :now, slot_held = 1
         WHERE status = 'PENDING' AND executor_id = :executor_id AND workflow_id IN :ids
             AND name IN :names AND updated_at < :before
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "cancel_workflow": """
         UPDATE {s}workflows SET status = 'CANCELLED', updated_at = :now
         WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'ENQUEUED')""",
+    # a cancelled run has stopped here: a resume may go ahead
+    "release_cancelled_run": """
+        UPDATE {s}workflows SET slot_held = 0
+        WHERE workflow_id = :workflow_id AND executor_id = :executor_id AND status = 'CANCELLED'
+            AND slot_held = 1""",
+    "cancelled_among": """
+        SELECT workflow_id FROM {s}workflows WHERE workflow_id IN :ids AND status = 'CANCELLED'""",
     "children_of": "SELECT workflow_id FROM {s}workflows WHERE parent_workflow_id = :workflow_id",
+    # conditional on the state the caller read (status, owner, attempts,
+    # last update): a claim or dequeue in between makes it change nothing.
+    # A cancelled queued run that still holds its slot keeps it (and its
+    # executor, whose release ends it): the workflow waits on its queue
+    # until that run has stopped.
     "resume_workflow": """
-        UPDATE {s}workflows SET status = :status, executor_id = :executor_id, recovery_attempts = 0,
-            error = NULL, output = NULL, deadline = NULL, started_at = :started_at, updated_at = :now,
-            queue = :queue
-        WHERE workflow_id = :workflow_id AND status <> 'SUCCESS'""",
+        UPDATE {s}workflows SET status = :status,
+            executor_id = CASE WHEN :keep_slot = 1 AND slot_held = 1 THEN executor_id
+                ELSE CAST(:executor_id AS TEXT) END,
+            slot_held = CASE WHEN :keep_slot = 1 THEN slot_held
+                WHEN :status = 'PENDING' THEN 1 ELSE 0 END,
+            recovery_attempts = 0, error = NULL, output = NULL, deadline = NULL,
+            started_at = :started_at, updated_at = :now, queue = :queue
+        WHERE workflow_id = :workflow_id AND status = :old_status AND status <> 'SUCCESS'
+            AND COALESCE(executor_id, '') = :old_executor_id
+            AND recovery_attempts = :old_attempts AND updated_at = :old_updated_at""",
     "expired_deadlines": """
         SELECT workflow_id FROM {s}workflows
         WHERE deadline IS NOT NULL AND deadline < :now AND status IN ('PENDING', 'ENQUEUED')""",
@@ -118,6 +161,24 @@ Q: dict[str, str] = {
             WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id
             {for_share})
         ON CONFLICT (workflow_id, position) DO NOTHING""",
+    # a call that completed while its workflow was being cancelled: kept, so a
+    # resume replays it instead of running it again
+    "record_step_cancelled": """
+        INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
+            started_at, ended_at)
+        SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
+            CAST(:kind AS TEXT), CAST(:output AS TEXT), CAST(:error AS TEXT),
+            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :workflow_id AND status = 'CANCELLED' AND executor_id = :executor_id
+            {for_share})
+        ON CONFLICT (workflow_id, position) DO NOTHING""",
+    # the set_event calls copied into a restarted workflow, in call order
+    "copied_event_sets": """
+        SELECT output FROM {s}steps
+        WHERE workflow_id = :workflow_id AND kind = 'event' AND name = 'set_event'
+        ORDER BY position""",
     "get_steps": """
         SELECT position, name, kind, output, error, child_workflow_id, started_at, ended_at
         FROM {s}steps WHERE workflow_id = :workflow_id ORDER BY position""",
@@ -140,10 +201,13 @@ Q: dict[str, str] = {
     "get_tx_output": """
         SELECT output FROM {s}transaction_outputs WHERE workflow_id = :workflow_id AND position = :position""",
     # -- executors ------------------------------------------------------------------
+    # the row always names the live process: a restart under a fixed ID
+    # replaces the previous process's host, pid and start time
     "heartbeat": """
         INSERT INTO {s}executors (executor_id, host, pid, started_at, heartbeat_at)
-        VALUES (:executor_id, :host, :pid, :now, :now)
-        ON CONFLICT (executor_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at""",
+        VALUES (:executor_id, :host, :pid, :started_at, :now)
+        ON CONFLICT (executor_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+            started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at""",
     "list_executors": "SELECT executor_id, host, pid, started_at, heartbeat_at FROM {s}executors",
     "delete_executor": "DELETE FROM {s}executors WHERE executor_id = :executor_id",
     # -- logs -----------------------------------------------------------------------
@@ -169,24 +233,61 @@ Q: dict[str, str] = {
     "get_event": "SELECT value FROM {s}events WHERE workflow_id = :workflow_id AND key = :key",
     # -- queue dequeue (inside one transaction) ---------------------------------------------
     "queue_lock": "SELECT pg_advisory_xact_lock(hashtext('wf.queue.' || :queue))",
+    # bounded waits on Postgres: a peer frozen inside its dequeue transaction
+    # loses its session (and its locks) after a few idle seconds, and whoever
+    # waits for its lock gives up after a few and tries again later
+    "queue_timeouts": """
+        SELECT set_config('lock_timeout', :lock_timeout, true),
+            set_config('idle_in_transaction_session_timeout', :idle_timeout, true)""",
+    # running = in flight, plus runs that were cancelled (or resumed back onto
+    # the queue) but have not stopped yet: they hold their slot until then
     "queue_running": """
-        SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND status = 'PENDING'
-            {queue_index_terms}""",
-    "queue_started_since": "SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND started_at >= :since",
+        SELECT (SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND status = 'PENDING'
+                {queue_index_terms})
+            + (SELECT COUNT(*) FROM {s}workflows WHERE queue = :queue AND slot_held = 1
+                AND status IN ('CANCELLED', 'ENQUEUED'))""",
+    "queue_started_since": """
+        SELECT COUNT(*) FROM {s}queue_starts WHERE queue = :queue AND started_at >= :since""",
+    "queue_record_start": "INSERT INTO {s}queue_starts (queue, started_at) VALUES (:queue, :now)",
+    "queue_prune_starts": "DELETE FROM {s}queue_starts WHERE queue = :queue AND started_at < :since",
     "queue_candidates": """
         SELECT workflow_id FROM {s}workflows
         WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
-            AND name IN :names
+            AND name IN :names AND slot_held = 0
             {queue_index_terms}
         ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked}""",
+    # the same, among given workflows only (resumed in a process that takes them itself)
+    "queue_candidates_only": """
+        SELECT workflow_id FROM {s}workflows
+        WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
+            AND name IN :names AND slot_held = 0 AND workflow_id IN :ids
+        ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked}""",
+    # the deadline is set when the timeout starts (the first dequeue) and
+    # never moves later: the earliest of that and a deadline inherited from a
+    # parent (already in the row)
     "queue_take": """
         UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
-            updated_at = :now, deadline = CASE WHEN timeout_ms IS NULL THEN NULL ELSE :now + timeout_ms END
-        WHERE workflow_id = :workflow_id AND status = 'ENQUEUED'
+            updated_at = :now, slot_held = 1,
+            deadline = CASE WHEN timeout_ms IS NULL THEN deadline
+                WHEN deadline IS NULL OR deadline > :now + timeout_ms THEN :now + timeout_ms
+                ELSE deadline END
+        WHERE workflow_id = :workflow_id AND status = 'ENQUEUED' AND slot_held = 0
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "release_taken": """
-        UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL, updated_at = :now
+        UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL,
+            slot_held = 0, updated_at = :now
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
+    # the runs of these workflows have stopped here: free the slots they held
+    "queue_release_slots": """
+        UPDATE {s}workflows SET slot_held = 0
+        WHERE workflow_id IN :ids AND executor_id = :executor_id AND slot_held = 1
+            AND status IN ('CANCELLED', 'ENQUEUED')""",
+    "queue_slot_executors": """
+        SELECT DISTINCT executor_id FROM {s}workflows
+        WHERE slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')""",
+    "queue_slots_of": """
+        SELECT workflow_id, updated_at FROM {s}workflows
+        WHERE executor_id = :executor_id AND slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')""",
     "queue_names": "SELECT DISTINCT queue FROM {s}workflows WHERE status = 'ENQUEUED' AND queue IS NOT NULL",
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """

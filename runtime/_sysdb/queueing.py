@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from .._records import QueueInfo
 from .base import BaseDatabase
 from .rows import ClaimedRow, now_ms
+
+log = logging.getLogger("wf")
+
+# Postgres: how long a dequeue waits for a queue's lock, and how long a
+# dequeue transaction may sit idle (its process frozen) before the server
+# ends it and frees its locks
+LOCK_TIMEOUT_MS = 3000
+IDLE_TIMEOUT_MS = 5000
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class QueueingMixin(BaseDatabase):
@@ -21,19 +33,69 @@ class QueueingMixin(BaseDatabase):
         *,
         concurrency: int | None,
         rate_limit: tuple[int, float] | None,
+        release: list[str] | None = None,
+        only: list[str] | None = None,
     ) -> list[ClaimedRow]:
         """Move up to ``n`` ENQUEUED workflows of ``queue`` to PENDING under
         ``executor_id``, within the queue's global limits (which hold across
         processes: on Postgres a per-queue advisory lock serializes the
-        dequeuers of a limited queue; SQLite has one writer anyway)."""
-        if n <= 0 or not names:
+        dequeuers of a limited queue; SQLite has one writer anyway).
+
+        ``release``: workflows whose runs have stopped here; the slots they
+        still hold (cancelled, or resumed back onto the queue) are freed first.
+        ``only``: take none but these workflows.
+        On Postgres every lock this takes is bounded (see ``queue_timeouts``):
+        when a peer holds the queue's lock too long this returns nothing and
+        the caller tries again later."""
+        if (n <= 0 or not names) and not release:
             return []
+        try:
+            return self._dequeue(
+                queue, executor_id, n, names, concurrency, rate_limit, release, only
+            )
+        except sa_exc.DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                log.debug("wf queue %s: its lock is held elsewhere; trying again later", queue)
+                return []
+            raise
+
+    def _dequeue(
+        self,
+        queue: str,
+        executor_id: str,
+        n: int,
+        names: list[str],
+        concurrency: int | None,
+        rate_limit: tuple[int, float] | None,
+        release: list[str] | None,
+        only: list[str] | None,
+    ) -> list[ClaimedRow]:
         now = now_ms()
-        candidates = sa.text(self.q("queue_candidates")).bindparams(
-            sa.bindparam("names", expanding=True)
-        )
+        if only is not None:
+            candidates = sa.text(self.q("queue_candidates_only")).bindparams(
+                sa.bindparam("names", expanding=True), sa.bindparam("ids", expanding=True)
+            )
+        else:
+            candidates = sa.text(self.q("queue_candidates")).bindparams(
+                sa.bindparam("names", expanding=True)
+            )
         taken: list[ClaimedRow] = []
         with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    self.text(self.q("queue_timeouts")),
+                    {
+                        "lock_timeout": f"{LOCK_TIMEOUT_MS}ms",
+                        "idle_timeout": f"{IDLE_TIMEOUT_MS}ms",
+                    },
+                )
+            if release:
+                stmt = sa.text(self.q("queue_release_slots")).bindparams(
+                    sa.bindparam("ids", expanding=True)
+                )
+                conn.execute(stmt, {"ids": release, "executor_id": executor_id})
+            if n <= 0 or not names or only == []:
+                return []
             if self.dialect == "postgresql" and (concurrency is not None or rate_limit is not None):
                 conn.execute(self.text(self.q("queue_lock")), {"queue": queue})
             if concurrency is not None:
@@ -41,8 +103,9 @@ class QueueingMixin(BaseDatabase):
                     conn.execute(self.text(self.q("queue_running")), {"queue": queue}).scalar() or 0
                 )
                 n = min(n, concurrency - int(running))
+            since = now - int(rate_limit[1] * 1000) if rate_limit is not None else 0
             if rate_limit is not None:
-                since = now - int(rate_limit[1] * 1000)
+                # every start counts, also of runs killed and re-queued since
                 started = (
                     conn.execute(
                         self.text(self.q("queue_started_since")), {"queue": queue, "since": since}
@@ -55,7 +118,8 @@ class QueueingMixin(BaseDatabase):
             ids = [
                 r[0]
                 for r in conn.execute(
-                    candidates, {"queue": queue, "now": now, "names": names, "n": n}
+                    candidates,
+                    {"queue": queue, "now": now, "names": names, "n": n, "ids": only or []},
                 )
             ]
             for wid in ids:
@@ -65,11 +129,56 @@ class QueueingMixin(BaseDatabase):
                 ).first()
                 if row is not None:
                     taken.append(ClaimedRow(*tuple(row)))
+            if rate_limit is not None and taken:
+                conn.execute(
+                    self.text(self.q("queue_record_start")),
+                    [{"queue": queue, "now": now} for _ in taken],
+                )
+                conn.execute(
+                    self.text(self.q("queue_prune_starts")), {"queue": queue, "since": since}
+                )
         return taken
+
+    def release_slots(self, executor_id: str, workflow_ids: list[str]) -> None:
+        """Free the queue slots ``executor_id``'s stopped runs of these workflows hold."""
+        if not workflow_ids:
+            return
+        stmt = sa.text(self.q("queue_release_slots")).bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+
+        def run() -> None:
+            with self.transaction() as conn:
+                conn.execute(stmt, {"ids": workflow_ids, "executor_id": executor_id})
+
+        self.retrying(run)
+
+    def slot_executors(self) -> list[str]:
+        """Executors named by rows that hold a queue slot after their status changed."""
+        return [r[0] for r in self.run("queue_slot_executors") if r[0] is not None]
+
+    def held_slots(self, executor_id: str) -> list[tuple[str, int]]:
+        """(ID, updated_at) of ``executor_id``'s cancelled or resumed rows that hold a slot."""
+        return [(r[0], int(r[1])) for r in self.run("queue_slots_of", executor_id=executor_id)]
 
     def release_taken(self, workflow_id: str, executor_id: str) -> None:
         """Put a dequeued workflow that this executor could not start back on its queue."""
         self.run("release_taken", workflow_id=workflow_id, executor_id=executor_id, now=now_ms())
+
+    def recorded_queues(self) -> dict[str, QueueInfo]:
+        """The queues as their declaring processes recorded them (limits only)."""
+        return {
+            name: QueueInfo(
+                name,
+                0,
+                0,
+                conc,
+                wconc,
+                (int(rl_n), float(rl_s)) if rl_n is not None else None,
+                bool(prio),
+            )
+            for name, conc, wconc, rl_n, rl_s, prio in self.run("list_queues")
+        }
 
     def queue_names(self) -> list[str]:
         return [r[0] for r in self.run("queue_names")]

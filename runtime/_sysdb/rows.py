@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ class WorkflowRow:
     deadline: int | None
     timeout_ms: int | None
     not_before: int | None
+    # 1 while a run of it may be going (from its start or claim until the run
+    # stops), also after it was cancelled: a resume waits for that run
+    slot_held: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,21 @@ class ExecutorRow:
     pid: int
     started_at: int
     heartbeat_at: int
+
+
+def event_record(key: str, payload: str) -> str:
+    """The recorded output of a set_event call: the key and the value it set
+    (JSON), so a restart that copies the call can copy the event too."""
+    return '{"key": ' + json.dumps(key) + ', "value": ' + payload + "}"
+
+
+def event_of_record(output: str | None) -> tuple[str | None, str]:
+    """(key, value as stored) from a set_event record; (None, "") for a record
+    written before events were kept in it."""
+    try:
+        raw = json.loads(output or "null")
+    except ValueError:
+        return None, ""
+    if not isinstance(raw, dict) or not isinstance(raw.get("key"), str) or "value" not in raw:
+        return None, ""
+    return raw["key"], json.dumps(raw["value"], ensure_ascii=False, separators=(",", ":"))

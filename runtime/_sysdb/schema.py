@@ -160,6 +160,21 @@ MIGRATIONS: list[list[str]] = [
         + """CREATE TRIGGER wf_events_notify AFTER INSERT OR UPDATE ON {s}events
         FOR EACH ROW EXECUTE FUNCTION {s}notify_event()""",
     ],
+    # 2: queue slots and starts that outlive a status change
+    [
+        # 1 from a dequeue until the run has stopped: a cancelled (or resumed,
+        # back on its queue) workflow whose run is still going keeps its slot
+        # of the queue's concurrency, released when the run ends
+        "ALTER TABLE {s}workflows ADD COLUMN slot_held INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX wf_workflows_slots ON {s}workflows (queue, executor_id) WHERE slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')",
+        # one row per dequeue of a rate-limited queue: a run that was killed
+        # and re-queued still counts in the window it started in
+        """CREATE TABLE {s}queue_starts (
+            queue TEXT NOT NULL,
+            started_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX wf_queue_starts ON {s}queue_starts (queue, started_at)",
+    ],
 ]
 
 # Kept in the application database (the system database by default): written

@@ -54,7 +54,8 @@ def test_db_status_before_migrate(wf_cli: Wf) -> None:
         ["db", "migrate"],
         ["db", "status"],
         ["start", f"{APPS}:greet", "bob"],
-        ["worker", APPS],
+        # not `wf worker`: a long-running process waits for the database
+        # (tests/reliability/test_worker_faults.py)
     ],
 )
 def test_unreachable_database_exits_5_without_the_password(
