@@ -283,7 +283,7 @@ def run(
 ) -> tuple[dict[str, Any], list[tuple[str, str, Any, str]]]:
     """The timings, and the EXPLAIN sections for bench/explain.txt."""
     import wf
-    from wf import _executor
+    from wf import _root as _executor
 
     status_id = load(url, n)
     wf.configure(url)

@@ -122,7 +122,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_wf(url: str, n: int, reps: int) -> dict[str, Any]:
-    from wf._runner import encode_inputs
+    from wf._core import encode_inputs
     from wf._sysdb import SystemDatabase
 
     from bench.workloads import one_step_workflow
@@ -193,7 +193,7 @@ def worker_main(url: str) -> None:
 
 
 def run_dbos(url: str, n: int, reps: int) -> dict[str, Any]:
-    from wf._queues import POLL_INTERVAL
+    from wf._worker.dequeue import POLL_INTERVAL
 
     pg = url.startswith("postgresql")
     table = "dbos.workflow_status" if pg else "workflow_status"

@@ -22,7 +22,7 @@ DEAD_EXECUTOR = "bench-dead-executor"
 
 
 def seed(url: str, n: int, rep: int) -> None:
-    from wf._runner import encode_inputs
+    from wf._core import encode_inputs
     from wf._sysdb import SystemDatabase
 
     from bench.workloads import one_step_workflow

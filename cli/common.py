@@ -49,7 +49,7 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
 
 def load_workflow(target: str) -> Any:
     """Import ``MODULE:FUNCTION`` and check it is a ``@wf.workflow``."""
-    from wf._loader import load_target
+    from wf._support import load_target
 
     _module, obj = load_target(target)
     kind = getattr(obj, "wf_kind", None)
@@ -73,14 +73,14 @@ def check_call(fn: Any, target: str, args: list[Any], kwargs: dict[str, Any]) ->
             sig.bind(*args, **kwargs)
         except TypeError as e:
             raise errors.BadInput(f"bad arguments for {target}: {e}") from None
-    from wf._serialization import dumps
+    from wf._support import dumps
 
     dumps({"args": args, "kwargs": kwargs})  # SerializationError: exit 2
 
 
 def import_recorded(info: WorkflowInfo) -> None:
     """Import the module a recorded workflow names, so this process has its code."""
-    from wf._loader import import_module
+    from wf._support import import_module
 
     module = info.module
     if not module:

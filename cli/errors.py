@@ -38,24 +38,27 @@ class BadInput(CliError):
 def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, CliError):
         return exc.exit_code
-    from wf import _errors as e
+    import wf
 
-    if isinstance(exc, e.DatabaseUnreachableError):
+    if isinstance(exc, wf.DatabaseUnreachableError):
         return UNREACHABLE
-    if isinstance(exc, e.WorkflowNotFoundError):
+    if isinstance(exc, wf.WorkflowNotFoundError):
         return NOT_FOUND
     if isinstance(
         exc,
-        e.ConfigurationError | e.SerializationError | e.WorkflowConflictError | e.QueueDedupError,
+        wf.ConfigurationError
+        | wf.SerializationError
+        | wf.WorkflowConflictError
+        | wf.QueueDedupError,
     ):
         return USAGE
-    if isinstance(exc, e.WorkflowCancelledError | e.RetriesExceededError | e.AwaitTimeoutError):
+    if isinstance(exc, wf.WorkflowCancelledError | wf.RetriesExceededError | wf.AwaitTimeoutError):
         return STOPPED
     return FAILED
 
 
 def _mask(text: str) -> str:
-    from wf._config import mask_text
+    from wf._support import mask_text
 
     return mask_text(text)
 
@@ -76,9 +79,9 @@ def _core(exc: BaseException) -> str:
 
 def _one(exc: BaseException) -> str:
     msg = " ".join(str(exc).split())
-    from wf import _errors as e
+    import wf
 
-    if isinstance(exc, e.WfError | CliError):
+    if isinstance(exc, wf.WfError | CliError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
@@ -141,11 +144,10 @@ def command(fn: Callable[P, int | None]) -> Callable[P, None]:
 
 
 def _shutdown_quietly(debug: bool) -> None:
-    wf = sys.modules.get("wf._executor")
-    if wf is None:
-        return
+    from wf._support import shutdown_if_started
+
     try:
-        wf.shutdown()
+        shutdown_if_started()
     except Exception as exc:  # the command's own outcome matters more
         if debug:
             report(exc, debug)

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
-    from wf import LogRecord, QueueInfo, SchemaStatus, StepInfo, WorkflowInfo
-    from wf._records import ErrorInfo
+    from wf import ErrorInfo, LogRecord, QueueInfo, SchemaStatus, StepInfo, WorkflowInfo
 
 STATUS_STYLE = {
     "ENQUEUED": "cyan",

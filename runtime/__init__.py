@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._api import (
+        RecoveryResult,
         cancel,
         migrate,
         recover,
@@ -58,12 +59,6 @@ if TYPE_CHECKING:
         WorkflowFailedError,
         WorkflowNotFoundError,
     )
-    from ._executor import (
-        RecoveryResult,
-        configure,
-        launch,
-        shutdown,
-    )
     from ._handles import (
         WorkflowHandle,
     )
@@ -89,6 +84,11 @@ if TYPE_CHECKING:
         StepInfo,
         WorkflowInfo,
     )
+    from ._root import (
+        configure,
+        launch,
+        shutdown,
+    )
     from ._schedules import (
         scheduled,
     )
@@ -103,7 +103,7 @@ _SOURCES: dict[str, str] = {
     "Queue": "._queues",
     "QueueDedupError": "._errors",
     "QueueInfo": "._records",
-    "RecoveryResult": "._executor",
+    "RecoveryResult": "._api",
     "RetriesExceededError": "._errors",
     "SchemaStatus": "._records",
     "SerializationError": "._errors",
@@ -118,7 +118,7 @@ _SOURCES: dict[str, str] = {
     "WorkflowNotFoundError": "._errors",
     "cancel": "._api",
     "communicator": "._decorators",
-    "configure": "._executor",
+    "configure": "._root",
     "db": "._decorators",
     "get_event": "._comm",
     "get_event_async": "._comm",
@@ -127,7 +127,7 @@ _SOURCES: dict[str, str] = {
     "set_event_async": "._comm",
     "sleep_async": "._comm",
     "get_workflow": "._inspect",
-    "launch": "._executor",
+    "launch": "._root",
     "list_logs": "._inspect",
     "list_queues": "._inspect",
     "list_steps": "._inspect",
@@ -144,7 +144,7 @@ _SOURCES: dict[str, str] = {
     "send": "._comm",
     "set_event": "._comm",
     "set_workflow_id": "._context",
-    "shutdown": "._executor",
+    "shutdown": "._root",
     "sleep": "._comm",
     "start": "._api",
     "start_async": "._api",

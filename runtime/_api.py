@@ -7,33 +7,30 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _executor
-from ._context import WorkflowContext, take_assigned_id, workflow_here
+from . import _root
+from ._context import take_assigned_id, workflow_here
+from ._core import (
+    ChildSlot,
+    cancel_tree,
+    check_determinism,
+    check_workflow_id,
+    record_started,
+    reserve_child,
+    start_workflow,
+)
 from ._errors import (
     ConfigurationError,
     WfError,
     WorkflowConflictError,
     WorkflowNotFoundError,
 )
-from ._executor import RecoveryResult
 from ._handles import WorkflowHandle
 from ._loader import import_module
-from ._queues import wake_dequeuers
 from ._records import SchemaStatus, Status
 from ._registry import WorkflowSpec, find_or_import_workflow
-from ._runner import (
-    ChildSlot,
-    Existing,
-    Finished,
-    begin_workflow,
-    cancel_tree,
-    check_determinism,
-    check_workflow_id,
-    reserve_child,
-    resolve_unrecorded,
-)
 from ._sysdb import now_ms
 
 if TYPE_CHECKING:
@@ -83,17 +80,17 @@ def _start(
         raise ConfigurationError("timeout must be a positive number of seconds")
     in_workflow = slot is not True and slot is not None or workflow_here() is not None
     # enqueueing from outside a workflow needs no executor here: a worker runs it
-    ex = _executor.for_call() if queue is None or in_workflow else _executor.current_or_none()
-    sysdb = ex.sysdb if ex is not None else _executor.client()
+    ex = _root.for_call() if queue is None or in_workflow else _root.current_or_none()
+    sysdb = ex.sysdb if ex is not None else _root.client()
     if slot is True:
         slot = reserve_child(ex, spec.name)
     assert slot is not True
-    plan = begin_workflow(
-        sysdb,
-        ex.executor_id if ex is not None else None,
+    wid = start_workflow(
+        ex,
         spec,
         args,
         kwargs,
+        sysdb=sysdb,
         slot=slot,
         workflow_id=workflow_id,
         queue=queue,
@@ -102,45 +99,7 @@ def _start(
         dedup_id=dedup_id,
         delay=delay,
     )
-    if isinstance(plan, Existing):
-        wid = plan.workflow_id
-        parent, pos, recorded = plan.parent, plan.parent_position, plan.recorded
-    else:
-        wid = plan.ctx.workflow_id
-        parent, pos, recorded = plan.parent, plan.parent_position, False
-        if queue is None:
-            assert ex is not None
-            a, kw = plan.decoded_args()
-            ex.submit(spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms)
-    if parent is not None and pos is not None and not recorded:
-        assert ex is not None
-        wid = _record_started(ex, parent, pos, spec.name, wid)
-    if queue is not None:
-        wake_dequeuers()
     return WorkflowHandle(wid)
-
-
-def _record_started(
-    ex: _executor.Executor, parent: WorkflowContext, pos: int, name: str, wid: str
-) -> str:
-    """The parent records the started child's ID (no result): a replay gets
-    the handle back. Returns the recorded ID."""
-    ok = ex.sysdb.record_step(
-        parent.workflow_id,
-        parent.executor_id,
-        pos,
-        name,
-        "child",
-        None,
-        None,
-        now_ms(),
-        child_workflow_id=wid,
-    )
-    if ok:
-        return wid
-    done = Finished(name, "child", None, None, now_ms(), child_workflow_id=wid)
-    rec = resolve_unrecorded(ex, parent, pos, done)
-    return rec.child_workflow_id or wid
 
 
 async def start_async(
@@ -156,7 +115,7 @@ async def start_async(
     the child's position is taken here, on the loop, in call order."""
     wid = workflow_id or take_assigned_id()  # the thread's context is a copy
     spec = _spec_of(fn)
-    slot = reserve_child(_executor.for_call(), spec.name) if workflow_here() else None
+    slot = reserve_child(_root.for_call(), spec.name) if workflow_here() else None
     return await asyncio.to_thread(
         _start,
         fn,
@@ -171,7 +130,7 @@ async def start_async(
 
 def retrieve(workflow_id: str) -> WorkflowHandle:
     """A handle to any recorded workflow."""
-    if _executor.client().get_outcome(workflow_id) is None:
+    if _root.client().get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     return WorkflowHandle(workflow_id)
 
@@ -185,7 +144,7 @@ cancel_in = cancel_tree
 
 def cancel(workflow_id: str) -> None:
     """Cancel a workflow (and its children). It stops before its next call."""
-    db = _executor.client()
+    db = _root.client()
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     cancel_tree(db, workflow_id)
@@ -202,11 +161,12 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
     Each change is one statement conditional on the state it was decided on;
     when the row changed meanwhile (claimed, dequeued, ended) it is read again
     and the decision made again."""
-    from ._executor import STALE_AFTER
+    from ._core import wake_dequeuers
     from ._liveness import HOST, pid_alive
-    from ._queues import take_here, wake_dequeuers
+    from ._worker.dequeue import take_here
+    from ._worker.recovery import STALE_AFTER
 
-    db = _executor.client()
+    db = _root.client()
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
@@ -218,7 +178,7 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
             raise ConfigurationError(
                 f"workflow function {row.name} is not defined in module {row.name.partition(':')[0]}"
             )
-        ex = _executor.get()
+        ex = _root.get()
         db = ex.sysdb
 
     def alive(executor_id: str) -> bool:
@@ -294,7 +254,7 @@ def restart(
     workflow_id = id
     if from_step is not None and from_step < 1:
         raise ConfigurationError("from_step counts from 1")
-    db = _executor.client()
+    db = _root.client()
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
@@ -308,12 +268,12 @@ def restart(
     caller = workflow_here()
     slot = None
     if caller is not None:
-        slot = reserve_child(_executor.for_call(), "restart")
+        slot = reserve_child(_root.for_call(), "restart")
         assert slot is not None
         if slot.recorded is not None:
             check_determinism(caller, slot.position, slot.recorded, "restart", "child")
             return WorkflowHandle(slot.recorded.child_workflow_id or slot.derived_id)
-    ex = None if detach else _executor.for_call()
+    ex = None if detach else _root.for_call()
     db = ex.sysdb if ex else db
     derived = new_id is None and slot is not None
     new_id = new_id or (slot.derived_id if slot is not None else str(uuid.uuid4()))
@@ -336,10 +296,20 @@ def restart(
         ex.load_and_submit(fresh, spec)
     if slot is not None:
         assert ex is not None or detach
-        new_id = _record_started(
-            ex or _executor.for_call(), slot.parent, slot.position, "restart", new_id
+        new_id = record_started(
+            ex or _root.for_call(), slot.parent, slot.position, "restart", new_id
         )
     return WorkflowHandle(new_id)
+
+
+@dataclass
+class RecoveryResult:
+    """What a recovery pass did: handles of the workflows it runs, the modules
+    it imported to find their code, and what it left (ID, reason)."""
+
+    handles: list[WorkflowHandle] = field(default_factory=list)
+    imported_modules: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def recover(
@@ -352,16 +322,19 @@ def recover(
     for m in modules or []:
         import_module(m)
         imported.append(m)
-    if _executor.current_or_none() is None:
+    if _root.current_or_none() is None:
         # launched just for this: its own launch-time recovery would race this
         # call for the same workflows and leave this call's report incomplete
-        _executor.launch(recovery=False)
-    ex = _executor.get()
-    result = ex.recover(
+        _root.launch(recovery=False)
+    ex = _root.get()
+    done = ex.recover(
         executor_id=executor_id, include_live=include_live, import_missing=not modules
     )
-    result.imported_modules[:0] = imported
-    return result
+    return RecoveryResult(
+        [WorkflowHandle(wid) for wid in done.workflow_ids],
+        imported + done.imported_modules,
+        done.skipped,
+    )
 
 
 def migrate(database_url: str | None = None) -> int:
@@ -369,7 +342,7 @@ def migrate(database_url: str | None = None) -> int:
     from . import _config
     from ._sysdb import SystemDatabase
 
-    cfg = _config.resolve(database_url) if database_url else _executor._config_now()
+    cfg = _config.resolve(database_url) if database_url else _root._config_now()
     db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
     try:
         db.ensure_reachable()
@@ -383,7 +356,7 @@ def schema_status(database_url: str | None = None) -> SchemaStatus:
     from ._sysdb import SystemDatabase
     from ._sysdb.schema import LATEST_VERSION
 
-    cfg = _config.resolve(database_url) if database_url else _executor._config_now()
+    cfg = _config.resolve(database_url) if database_url else _root._config_now()
     db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
     try:
         db.ensure_reachable()

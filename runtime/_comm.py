@@ -12,27 +12,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _executor
+from . import _root
 from ._context import WorkflowContext, current, current_step, tx_connection, workflow_here
-from ._errors import WfError, WorkflowCancelledError, WorkflowNotFoundError, _OwnershipLost
-from ._notify import Waiter, ensure_listener, notify_local, wake_key
-from ._records import Status
-from ._runner import (
+from ._core import (
     Finished,
-    _NotRecorded,
+    NotRecorded,
+    Runtime,
+    Waiter,
     begin_call,
     check_determinism,
     check_live,
+    ensure_listener,
+    notify_local,
+    record,
     replay,
     resolve_unrecorded,
+    wake_key,
 )
+from ._errors import WfError, WorkflowCancelledError, WorkflowNotFoundError, _OwnershipLost
+from ._records import Status
 from ._serialization import dumps, dumps_error, loads
 from ._sysdb import StepRow, now_ms
 from ._sysdb.engine import is_connection_error
 from ._sysdb.rows import event_record
 
 # a call's place in its workflow: (executor, workflow, position, its record on replay)
-Slot = tuple[Any, WorkflowContext, int, StepRow | None]
+Slot = tuple[Runtime, WorkflowContext, int, StepRow | None]
 
 
 def _reserve(name: str, kind: str) -> Slot | None:
@@ -40,7 +45,7 @@ def _reserve(name: str, kind: str) -> Slot | None:
     ctx = workflow_here()
     if ctx is None:
         return None
-    ex = _executor.for_call()
+    ex = _root.for_call()
     pos, rec = begin_call(ex, ctx, name, kind)
     return ex, ctx, pos, rec
 
@@ -70,18 +75,10 @@ def _sleep(slot: Slot | None, seconds: float) -> None:
         started = now_ms()
         # written before sleeping (the wake-up time is what a restart needs);
         # its end is when the sleep ends
-        if not ex.sysdb.record_step(
-            ctx.workflow_id,
-            ctx.executor_id,
-            pos,
-            "sleep",
-            "sleep",
-            dumps(wake),
-            None,
-            started,
-            ended_at=max(started, int(wake * 1000)),
-        ):
-            wake = float(replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "sleep", "sleep"))
+        done = Finished("sleep", "sleep", dumps(wake), None, started)
+        found = record(ex, ctx, pos, done, ended_at=max(started, int(wake * 1000)))
+        if found is not None:
+            wake = float(replay(ctx, pos, found, "sleep", "sleep"))
     with _waiting(ex), Waiter(wake_key("c", ctx.workflow_id)) as waiter:
         while True:
             waiter.arm()
@@ -130,8 +127,8 @@ def _recorded_write(
                     started,
                     conn=conn,
                 ):
-                    raise _NotRecorded()
-        except _NotRecorded:
+                    raise NotRecorded()
+        except NotRecorded:
             return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, kind)
         except Exception as e:
             if not is_connection_error(e):
@@ -168,7 +165,7 @@ def _send(
 ) -> None:
     t = _topic(topic)
     if slot is None:
-        db = _executor.client()
+        db = _root.client()
         if db.get_outcome(destination_id) is None:
             raise _no_workflow(destination_id)
         with db.transaction() as conn:
@@ -223,9 +220,9 @@ def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
                             started,
                             conn=conn,
                         ):
-                            raise _NotRecorded()
+                            raise NotRecorded()
                         return loads(out)
-            except _NotRecorded:
+            except NotRecorded:
                 return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), "recv", "recv")
             except Exception as e:
                 if not is_connection_error(e):
@@ -258,7 +255,7 @@ def _set_event(slot: Slot | None, key: str, value: Any) -> None:
             raise WfError("wf.set_event() is only available inside a workflow")
         # inside a step: not a recorded call, the step's own write (inside a
         # transaction on the system database, part of that transaction)
-        ex = _executor.for_call()
+        ex = _root.for_call()
         conn = tx_connection.get() if ex.same_db else None
         ex.sysdb.set_event(ctx.workflow_id, k, payload, conn=conn)
         workflow_id = ctx.workflow_id
@@ -286,7 +283,7 @@ def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) ->
             return replay(ctx, pos, rec, "get_event", "event")
         db = ex.sysdb
     else:
-        db = _executor.client()
+        db = _root.client()
     started = now_ms()
     ensure_listener(db.url)
     deadline = time.monotonic() + max(0.0, timeout)
@@ -307,11 +304,9 @@ def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) ->
     out = value if value is not None else "null"
     if slot is not None:
         ex, ctx, pos, _ = slot
-        if not ex.sysdb.record_step(
-            ctx.workflow_id, ctx.executor_id, pos, "get_event", "event", out, None, started
-        ):
-            done = Finished("get_event", "event", out, None, started)
-            return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos, done), "get_event", "event")
+        found = record(ex, ctx, pos, Finished("get_event", "event", out, None, started))
+        if found is not None:
+            return replay(ctx, pos, found, "get_event", "event")
     return loads(out)
 
 

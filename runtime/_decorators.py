@@ -10,11 +10,17 @@ from typing import Any, TypeVar, cast, overload
 
 from sqlalchemy.engine import Connection
 
-from . import _executor
-from ._context import WorkflowContext, in_step, take_assigned_id, tx_connection, workflow_here
-from ._errors import ConfigurationError, WfError, _OwnershipLost
-from ._registry import WorkflowSpec, qualified_name, register_workflow
-from ._runner import (
+from . import _root
+from ._context import (
+    StepState,
+    WorkflowContext,
+    _step,
+    in_step,
+    take_assigned_id,
+    tx_connection,
+    workflow_here,
+)
+from ._core import (
     ChildSlot,
     Existing,
     Outcome,
@@ -33,6 +39,8 @@ from ._runner import (
     step_record,
     wait_outcome,
 )
+from ._errors import ConfigurationError, WfError, _OwnershipLost
+from ._registry import WorkflowSpec, qualified_name, register_workflow
 from ._sysdb import now_ms
 from ._tracing import call_span
 
@@ -58,7 +66,7 @@ def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:
 
 
 def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ex = _executor.for_call()
+    ex = _root.for_call()
     slot = reserve_child(ex, spec.name)
     plan = begin_workflow(ex.sysdb, ex.executor_id, spec, args, kwargs, slot=slot)
     if isinstance(plan, Existing):
@@ -78,7 +86,7 @@ def _call_workflow(spec: WorkflowSpec, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _begin(
-    ex: _executor.Executor,
+    ex: _root.Executor,
     spec: WorkflowSpec,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -97,11 +105,7 @@ async def _call_workflow_async(
     # outage must not stall the caller's event loop. The position in a parent
     # and the ID set by set_workflow_id are taken here, on the loop, in call
     # order (the thread's context is a copy).
-    ex = (
-        await asyncio.to_thread(_executor.for_call)
-        if workflow_here() is None
-        else _executor.for_call()
-    )
+    ex = await asyncio.to_thread(_root.for_call) if workflow_here() is None else _root.for_call()
     slot = reserve_child(ex, spec.name)
     plan = await asyncio.to_thread(_begin, ex, spec, args, kwargs, take_assigned_id(), slot)
     if isinstance(plan, Existing):
@@ -126,7 +130,7 @@ async def _call_workflow_async(
     return outcome.result(plan.ctx.workflow_id)
 
 
-def _after_lost(ex: _executor.Executor, ctx: WorkflowContext) -> Outcome:
+def _after_lost(ex: _root.Executor, ctx: WorkflowContext) -> Outcome:
     if ex.stopping.is_set():
         raise WfError(
             f"wf shut down while workflow {ctx.workflow_id} was running; recovery will finish it"
@@ -135,7 +139,7 @@ def _after_lost(ex: _executor.Executor, ctx: WorkflowContext) -> Outcome:
     return wait_outcome(ex.sysdb, ctx.workflow_id, None, ex)
 
 
-def _finish_existing(ex: _executor.Executor, spec: WorkflowSpec, plan: Existing) -> Any:
+def _finish_existing(ex: _root.Executor, spec: WorkflowSpec, plan: Existing) -> Any:
     outcome = plan.outcome or wait_outcome(ex.sysdb, plan.workflow_id, None, ex)
     if plan.parent is not None and plan.parent_position is not None and not plan.recorded:
         record_child(ex, plan.parent, plan.parent_position, spec.name, plan.workflow_id, outcome)
@@ -211,7 +215,7 @@ def step(
                     return await run_with_retries_async(
                         None, policy, sname, lambda: f(*args, **kwargs)
                     )
-                ex = _executor.for_call()
+                ex = _root.for_call()
                 # the position is taken before the first await: steps started
                 # together (asyncio.gather) take theirs in call order
                 pos, rec = begin_call(ex, ctx, sname, "step")
@@ -237,18 +241,20 @@ def step(
             ctx = workflow_here()
             if ctx is None:
                 return run_with_retries(None, policy, sname, lambda: f(*args, **kwargs))
-            ex = _executor.for_call()
+            ex = _root.for_call()
             pos, rec = begin_call(ex, ctx, sname, "step")
             if rec is not None:
                 return replay(ctx, pos, rec, sname, "step")
             started = now_ms()
             value, exc = None, None
-            with in_step(sname, pos):
-                try:
-                    with call_span("step", sname, ctx.workflow_id, pos):
-                        value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
-                except Exception as e:
-                    exc = e
+            token = _step.set(StepState(sname, pos))  # (no context manager: the hot path)
+            try:
+                with call_span("step", sname, ctx.workflow_id, pos):
+                    value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
+            except Exception as e:
+                exc = e
+            finally:
+                _step.reset(token)
             return step_record(ex, ctx, pos, sname, "step", started, value, exc)
 
         return cast(F, _mark(swrapper, f, "step", sname))
@@ -285,14 +291,14 @@ def transaction(
 
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 ctx = workflow_here()
-                ex = _executor.for_call() if ctx is not None else None
+                ex = _root.for_call() if ctx is not None else None
                 # the position is taken here, on the workflow's loop, in call
                 # order; the body runs on its own event loop in a worker
                 # thread, which holds the (synchronous) database transaction
                 slot = begin_call(ex, ctx, tname, "transaction") if ctx and ex else None
                 return await asyncio.to_thread(
                     lambda: run_transaction(
-                        ex or _executor.for_call(),
+                        ex or _root.for_call(),
                         ctx,
                         tname,
                         lambda: asyncio.run(f(*args, **kwargs)),
@@ -306,7 +312,7 @@ def transaction(
 
         def swrapper(*args: Any, **kwargs: Any) -> Any:
             return run_transaction(
-                _executor.for_call(),
+                _root.for_call(),
                 workflow_here(),
                 tname,
                 lambda: f(*args, **kwargs),

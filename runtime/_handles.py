@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import _executor
+from . import _root
 from ._records import WorkflowInfo
 
 
@@ -19,10 +19,10 @@ class WorkflowHandle:
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to end and return its result (or raise its
         error). ``timeout`` seconds: raises AwaitTimeoutError; the workflow goes on."""
-        from ._runner import wait_outcome
+        from ._core import wait_outcome
 
         ex = _waiting_executor()
-        sysdb = _executor.client()
+        sysdb = _root.client()
         if ex is None:
             outcome = wait_outcome(sysdb, self.workflow_id, timeout, None)
         else:
@@ -51,13 +51,13 @@ class WorkflowHandle:
     get_status = status
 
 
-def _waiting_executor() -> _executor.Executor | None:
+def _waiting_executor() -> _root.Executor | None:
     """The executor whose workflow thread would wait: the one running the
     calling workflow, else the process's."""
     from ._context import current
 
     ctx = current.get()
     if ctx is not None and ctx.executor is not None:
-        ex: _executor.Executor = ctx.executor
+        ex: _root.Executor = ctx.executor
         return ex
-    return _executor.current_or_none()
+    return _root.current_or_none()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from . import _executor
+from . import _root
 from ._errors import (
     ConfigurationError,
     WorkflowNotFoundError,
 )
-from ._records import LogRecord, QueueInfo, Status, StepInfo, WorkflowInfo
+from ._records import LOG_LEVELS, LogRecord, QueueInfo, Status, StepInfo, WorkflowInfo
 from ._serialization import loads, loads_error_info
 from ._sysdb import StepRow, WorkflowRow
 
@@ -47,7 +47,7 @@ def workflow_info(row: WorkflowRow) -> WorkflowInfo:
 
 
 def get_workflow(workflow_id: str) -> WorkflowInfo:
-    row = _executor.client().get_workflow(workflow_id)
+    row = _root.client().get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     return workflow_info(row)
@@ -87,7 +87,7 @@ def list_workflows(
     statuses = _check_statuses(status)
     if limit is not None and limit < 0 or offset < 0:
         raise ConfigurationError("limit and offset must be >= 0")
-    rows = _executor.client().list_workflows(
+    rows = _root.client().list_workflows(
         statuses=statuses,
         name=name,
         queue=queue,
@@ -115,13 +115,13 @@ def step_info(workflow_id: str, s: StepRow) -> StepInfo:
 
 def list_steps(workflow_id: str) -> list[StepInfo]:
     """Each recorded call of a workflow, by position (from 1)."""
-    db = _executor.client()
+    db = _root.client()
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     return [step_info(workflow_id, s) for s in db.get_steps(workflow_id)]
 
 
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+_LEVELS = {**LOG_LEVELS, "WARN": LOG_LEVELS["WARNING"]}  # logging's alias too
 
 
 def list_logs(
@@ -139,7 +139,7 @@ def list_logs(
             raise ConfigurationError(
                 f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
             )
-    db = _executor.client()
+    db = _root.client()
     if workflow_id is not None and db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     rows = db.get_logs(workflow_id, min_level, _ms(since), after, limit)
@@ -152,4 +152,4 @@ def list_logs(
 
 
 def list_queues() -> list[QueueInfo]:
-    return _executor.client().list_queue_infos()
+    return _root.client().list_queue_infos()

@@ -1,33 +1,21 @@
-"""Queues: workflows wait ENQUEUED until a worker with a free slot, within the
-queue's global concurrency and rate limit, takes them."""
+"""Queues as declarations: ``wf.Queue`` and ``enqueue``. Workflows wait
+ENQUEUED until a worker with a free slot, within the queue's global
+concurrency and rate limit, takes them (``wf._worker.dequeue``)."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
+from ._core.wakeups import wake_dequeuers
 from ._errors import ConfigurationError
 from ._records import QueueInfo
-from ._registry import find_workflow, registered_names
+from ._registry import declared_queues
 
 if TYPE_CHECKING:
-    from ._executor import Executor
     from ._handles import WorkflowHandle
 
 log = logging.getLogger("wf")
-
-_declared: dict[str, Queue] = {}
-# workflows resumed here (wf.resume without detach): back on their queue, and
-# this process dequeues them itself, within the queue's limits, whether or not
-# it serves that queue (a worker may take them first)
-_pinned: dict[str, str] = {}  # workflow ID -> queue
-_pinned_lock = threading.Lock()
-_wake = threading.Event()
-POLL_INTERVAL = 0.2
-DEFAULT_WORKER_CONCURRENCY = 16
 
 
 class Queue:
@@ -55,8 +43,8 @@ class Queue:
         self.worker_concurrency = worker_concurrency
         self.rate_limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit else None
         self.priority = priority
-        _declared[name] = self
-        _wake.set()
+        declared_queues[name] = self
+        wake_dequeuers()
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -97,129 +85,3 @@ class Queue:
             dedup_id=dedup_id,
             delay=delay,
         )
-
-
-def wake_dequeuers() -> None:
-    _wake.set()
-
-
-def take_here(workflow_id: str, queue: str) -> None:
-    """Dequeue this ENQUEUED workflow in this process as soon as its queue's
-    limits allow (unless someone else takes it, or it changes, first)."""
-    with _pinned_lock:
-        _pinned[workflow_id] = queue
-    _wake.set()
-
-
-def start_workers(ex: Executor) -> None:
-    t = threading.Thread(target=_dequeue_loop, args=(ex,), name="wf-queues", daemon=True)
-    t.start()
-    ex._threads.append(t)
-
-
-def _served(ex: Executor) -> list[str]:
-    if ex.queue_names is not None:
-        return sorted(set(ex.queue_names))
-    names = set(_declared)
-    if ex.worker:
-        names |= set(ex.sysdb.queue_names())
-    return sorted(names)
-
-
-def _dequeue_loop(ex: Executor) -> None:
-    running: dict[str, set[str]] = {}
-    # runs that stopped here since the last dequeue of their queue: a slot
-    # their row still holds (cancelled, or resumed onto the queue while the
-    # run went on) is freed by that dequeue, so it is held until the run stops
-    stopped: dict[str, set[str]] = {}
-    lock = threading.Lock()
-    published: set[str] = set()
-
-    def done(queue: str, wid: str) -> None:
-        with lock:
-            running.get(queue, set()).discard(wid)
-            stopped.setdefault(queue, set()).add(wid)
-        _wake.set()
-
-    recorded: dict[str, QueueInfo] = {}
-    recorded_at = 0.0
-    while not ex.stopping.is_set():
-        _wake.clear()
-        try:
-            served = _served(ex)
-            with _pinned_lock:
-                pinned = dict(_pinned)
-            extra = sorted({qn for qn in pinned.values() if qn not in served})
-            if (extra or set(served) - set(_declared)) and time.monotonic() - recorded_at > 2:
-                # limits of queues not declared here, as their declarers recorded them
-                recorded, recorded_at = ex.sysdb.recorded_queues(), time.monotonic()
-            took: set[str] = set()
-            for name in served + extra:
-                only = None if name in served else [w for w, qn in pinned.items() if qn == name]
-                q = _declared.get(name) or recorded.get(name)
-                if name in _declared and name not in published:
-                    ex.sysdb.upsert_queue(_declared[name].info())
-                    published.add(name)
-                limit = (
-                    (q.worker_concurrency if q else None)
-                    or ex.concurrency
-                    or DEFAULT_WORKER_CONCURRENCY
-                )
-                with lock:
-                    free = limit - len(running.get(name, ()))
-                    release = sorted(stopped.pop(name, ()))
-                try:
-                    taken = ex.sysdb.dequeue(
-                        name,
-                        ex.executor_id,
-                        free,
-                        registered_names(),
-                        concurrency=q.concurrency if q else None,
-                        rate_limit=q.rate_limit if q else None,
-                        release=release,
-                        only=only,
-                    )
-                except BaseException:
-                    with lock:  # not released: try again with the next dequeue
-                        stopped.setdefault(name, set()).update(release)
-                    raise
-                for i, c in enumerate(taken):
-                    took.add(c.workflow_id)
-                    try:
-                        if c.recovery_attempts > c.max_recovery_attempts:
-                            # SPEC §4.6 on this path too (requeue_all ends such
-                            # rows itself; this catches any put back otherwise)
-                            ex.sysdb.mark_retries_exceeded(c.workflow_id, ex.executor_id)
-                            log.warning(
-                                "wf: %s exceeded %d recovery attempts",
-                                c.workflow_id,
-                                c.max_recovery_attempts,
-                            )
-                            continue
-                        spec = find_workflow(c.name)
-                        if spec is None:
-                            raise LookupError(f"{c.name} is not registered")
-                        with lock:
-                            running.setdefault(name, set()).add(c.workflow_id)
-                        fut = ex.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
-                        fut.add_done_callback(
-                            functools.partial(_done_cb, done, name, c.workflow_id)
-                        )
-                    except BaseException:
-                        # taken but not running: put the rest back, or they would
-                        # wait PENDING under this live executor for ever
-                        for rest in taken[i:]:
-                            done(name, rest.workflow_id)
-                            ex.sysdb.release_taken(rest.workflow_id, ex.executor_id)
-                        raise
-            for wid in pinned:
-                if wid in took or (ex.sysdb.get_outcome(wid) or ("",))[0] != "ENQUEUED":
-                    with _pinned_lock:
-                        _pinned.pop(wid, None)
-        except Exception as e:
-            log.warning("wf queues: %s", e)
-        _wake.wait(POLL_INTERVAL)
-
-
-def _done_cb(done: Any, queue: str, wid: str, _fut: Any) -> None:
-    done(queue, wid)

@@ -19,13 +19,14 @@ class Status:
     ENDED = (SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
 
 
+# the levels a workflow's log records carry, by their `logging` numbers
+LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     type: str
     message: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message}
 
 
 @dataclass(frozen=True)

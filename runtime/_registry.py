@@ -81,3 +81,10 @@ def find_or_import_workflow(name: str) -> WorkflowSpec | None:
 
 def registered_names() -> list[str]:
     return list(_workflows)
+
+
+# Queues and schedules declared by the code imported here (wf.Queue,
+# @wf.scheduled): the worker's dequeue and cron loops read them.
+declared_queues: dict[str, Any] = {}  # name -> wf.Queue
+declared_schedules: list[tuple[str, Any]] = []  # (cron, workflow function)
+schedules_changed = threading.Event()  # a schedule was declared: the cron loop looks again

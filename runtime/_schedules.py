@@ -1,30 +1,16 @@
-"""@wf.scheduled: cron-driven workflows. Each tick's workflow ID is derived
-from the function and the tick time, so with many processes up a tick still
-runs once. Ticks missed while nothing ran are not replayed; ticks that came
-due while the scheduler was running but could not start them (a database
-outage, which starting waits out) are started afterwards, each once, up to
-the last ``CATCH_UP`` of them."""
+"""@wf.scheduled: declares a cron-driven workflow (the worker's cron loop,
+``wf._worker.cron``, starts its ticks)."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ._executor import Executor
+from ._registry import declared_schedules, schedules_changed
 
 log = logging.getLogger("wf")
-
-_schedules: list[tuple[str, Any]] = []
-_changed = threading.Event()
-# at most this many past ticks of one schedule are started after an outage
-CATCH_UP = 100
 
 
 def scheduled(cron: str) -> Callable[[Any], Any]:
@@ -37,64 +23,8 @@ def scheduled(cron: str) -> Callable[[Any], Any]:
     def deco(fn: Any) -> Any:
         if getattr(fn, "wf_kind", None) != "workflow":
             raise ConfigurationError("@wf.scheduled goes above @wf.workflow")
-        _schedules.append((cron, fn))
-        _changed.set()
+        declared_schedules.append((cron, fn))
+        schedules_changed.set()
         return fn
 
     return deco
-
-
-def start_scheduler(ex: Executor) -> None:
-    t = threading.Thread(target=_loop, args=(ex,), name="wf-schedules", daemon=True)
-    t.start()
-    ex._threads.append(t)
-
-
-def tick_id(fn: Any, tick: datetime) -> str:
-    return f"sched-{fn.wf_name}-{tick.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-
-
-def _loop(ex: Executor) -> None:
-    from croniter import croniter
-
-    from ._api import _start
-
-    nexts: dict[int, datetime] = {}
-    while not ex.stopping.is_set():
-        _changed.clear()
-        now = datetime.now(UTC)
-        soonest = 60.0
-        for i, (cron, fn) in enumerate(list(_schedules)):
-            nxt = nexts.get(i)
-            if nxt is None:
-                nxt = nexts[i] = croniter(cron, now).get_next(datetime)
-            if nxt <= now:
-                try:
-                    _start(fn, (nxt, datetime.now(UTC)), {}, workflow_id=tick_id(fn, nxt))
-                except Exception as e:
-                    log.warning("wf schedule %s: %s", fn.wf_name, e)
-                # the tick after this one, not after now: a start that waited
-                # out an outage is followed by the ticks that came due meanwhile
-                nxt = nexts[i] = _after(cron, nxt, datetime.now(UTC))
-            soonest = min(soonest, (nxt - now).total_seconds())
-        if ex.stopping.wait(max(0.01, soonest)) or _changed.is_set():
-            continue
-    time.sleep(0)
-
-
-def _after(cron: str, tick: datetime, now: datetime) -> datetime:
-    """The tick of ``cron`` after ``tick``, but none older than the last
-    ``CATCH_UP`` ticks due by ``now``."""
-    from croniter import croniter
-
-    nxt: datetime = croniter(cron, tick).get_next(datetime)
-    if nxt <= now:
-        back = croniter(cron, now)
-        oldest = now
-        for _ in range(CATCH_UP):
-            oldest = back.get_prev(datetime)
-            if oldest <= nxt:
-                return nxt
-        log.warning("wf schedule: skipping ticks before %s (more than %d behind)", oldest, CATCH_UP)
-        return oldest
-    return nxt

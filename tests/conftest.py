@@ -161,7 +161,7 @@ def _shutdown_wf() -> None:
     if wf is not None and hasattr(wf, "shutdown"):
         wf.shutdown()
     # forget wf.configure(...) too, so the next test resolves its own URLs
-    executor_module = sys.modules.get("wf._executor")
+    executor_module = sys.modules.get("wf._root")
     if executor_module is not None and hasattr(executor_module, "_configured"):
         vars(executor_module)["_configured"] = None
 

@@ -10,8 +10,6 @@ import typer
 from .. import common, errors, options, output
 from ..timeparse import parse_time
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
 
 @errors.command
 def logs(
@@ -55,12 +53,14 @@ def logs(
     """Show the recorded log lines of workflows (wf.logger), oldest first."""
     min_level: str | None = None
     if level is not None:
+        from wf._support import LOG_LEVELS
+
         min_level = level.strip().upper()
         if min_level == "WARN":
             min_level = "WARNING"
-        if min_level not in LEVELS:
+        if min_level not in LOG_LEVELS:
             raise errors.BadInput(
-                f"--level: unknown level {level!r} (use one of {', '.join(LEVELS)})"
+                f"--level: unknown level {level!r} (use one of {', '.join(LOG_LEVELS)})"
             )
     since_dt = parse_time(since, "--since") if since is not None else None
     common.setup(db)

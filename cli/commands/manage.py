@@ -79,7 +79,7 @@ def send(
     """Send a message to a workflow (it receives it with wf.recv)."""
     value = common.parse_arg(message)
     common.setup(db)
-    from wf._serialization import dumps
+    from wf._support import dumps
 
     dumps(value)  # SerializationError: exit 2
     import wf

@@ -50,7 +50,7 @@ def recover(
     if executor is not None and all_:
         raise errors.BadInput("--executor and --all exclude each other")
     common.setup(db, app_db)
-    from wf._loader import import_module
+    from wf._support import import_module
 
     for m in modules or []:
         import_module(m)  # unknown module: exit 2 before anything is touched

@@ -9,19 +9,20 @@ import typer
 from .. import common, errors, options, output
 from ..timeparse import parse_time
 
-STATUSES = ("ENQUEUED", "PENDING", "SUCCESS", "ERROR", "CANCELLED", "RETRIES_EXCEEDED")
-
 
 def parse_statuses(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
+    import wf  # lazy: cheap, and loads no database driver
+
+    statuses = wf.Status.ALL
     out: list[str] = []
     for v in values:
         for part in v.split(","):
             s = part.strip().upper().replace("-", "_")
-            if s not in STATUSES:
+            if s not in statuses:
                 raise errors.BadInput(
-                    f"--status: unknown status {part.strip()!r} (use one of {', '.join(STATUSES)})"
+                    f"--status: unknown status {part.strip()!r} (use one of {', '.join(statuses)})"
                 )
             if s not in out:
                 out.append(s)

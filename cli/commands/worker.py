@@ -91,7 +91,7 @@ def worker(
     if not isinstance(level, int):
         raise errors.BadInput(f"--log-level: unknown level {log_level!r}")
     common.setup(db, app_db)
-    from wf._loader import import_module
+    from wf._support import import_module
 
     for m in modules:
         import_module(m)  # unknown module: exit 2 before anything is touched
@@ -110,8 +110,7 @@ def worker(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     import wf
-    from wf import _executor
-    from wf._config import display_url
+    from wf._support import executor_identity
 
     try:
         launched = _launch_when_reachable(
@@ -123,9 +122,7 @@ def worker(
                 worker=True,
             ),
         )
-        ex = _executor.current_or_none()
-        eid = ex.executor_id if ex is not None else "?"
-        url = display_url(ex.config.database_url) if ex is not None else "?"
+        eid, url = executor_identity() or ("?", "?")
         served = ", ".join(queues) if queues else "all queues"
         if launched:
             output.print_lines(
@@ -160,8 +157,8 @@ def _launch_when_reachable(stop: threading.Event, launch: Callable[[], None]) ->
     then retries with backoff) as a running worker waits out an outage.
     Returns False when a signal came first. Other failures (bad credentials,
     a bad URL) still end the command."""
-    from wf._errors import DatabaseUnreachableError
-    from wf._sysdb.engine import is_connection_error
+    from wf import DatabaseUnreachableError
+    from wf._support import is_connection_error
 
     delay = 0.5
     warned = False

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 
 from .._config import display_url
 from .._errors import DatabaseUnreachableError
 from . import schema
-from .engine import Database, _first_line, is_connection_error, is_integrity_error
+from .engine import Database, _first_line, is_connection_error
 from .queries import render
 
 
@@ -26,7 +25,7 @@ class BaseDatabase(Database):
     def q(self, query: str) -> str:
         sql = self._rendered.get(query)
         if sql is None:
-            sql = self._rendered[query] = render(query, self.dialect, self.version_table)
+            sql = self._rendered[query] = render(query, self.backend, self.version_table)
         return sql
 
     def run(self, query: str, /, **params: Any) -> Any:
@@ -38,35 +37,20 @@ class BaseDatabase(Database):
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except Exception as e:
-            if self.dialect == "postgresql" and "does not exist" in str(e):
-                self._create_pg_database()
+            if self.backend.is_missing_database(e):
+                self._create_database()
                 return
             raise DatabaseUnreachableError(
                 f"cannot reach the database {display_url(self.url)}: {_first_line(e)}"
             ) from e
 
-    def _create_pg_database(self) -> None:
-        url = sa.engine.make_url(self.url)
-        admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    def _create_database(self) -> None:
         try:
-            with admin.connect() as conn:
-                name = url.database or "wf"
-                quoted = '"' + name.replace('"', '""') + '"'
-                try:
-                    conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-                except (sa_exc.ProgrammingError, sa_exc.IntegrityError) as e:
-                    # a concurrent first launch created it: a unique violation
-                    # on pg_database (SQLSTATE 23505) or "already exists"
-                    if "already exists" not in str(e) and not is_integrity_error(e):
-                        raise
-        except DatabaseUnreachableError:
-            raise
+            self.backend.create_database(self.url)
         except Exception as e:
             raise DatabaseUnreachableError(
                 f"database {display_url(self.url)} does not exist and cannot be created: {_first_line(e)}"
             ) from e
-        finally:
-            admin.dispose()
 
     def schema_version(self) -> int:
         """The applied schema version; 0 when there is no schema yet."""
@@ -82,17 +66,15 @@ class BaseDatabase(Database):
 
         def attempt() -> int:
             with self.transaction() as conn:
-                if self.dialect == "postgresql":
-                    # serialize concurrent launches; the lock ends with the transaction
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262001)")
-                    conn.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS wf")
+                for stmt in self.backend.migration_preamble():
+                    conn.exec_driver_sql(stmt)
                 conn.execute(sa.text(self.q("create_version_table")))
                 row = conn.execute(sa.text(self.q("get_version"))).first()
                 current = int(row[0]) if row else 0
                 if row is None:
                     conn.execute(sa.text(self.q("insert_version")), {"v": 0})
                 for version in range(current + 1, len(self.migrations) + 1):
-                    for stmt in schema.statements(self.migrations[version - 1], self.dialect):
+                    for stmt in schema.statements(self.migrations[version - 1], self.backend):
                         conn.exec_driver_sql(stmt)
                     conn.execute(sa.text(self.q("set_version")), {"v": version})
                 return len(self.migrations)

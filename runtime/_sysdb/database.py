@@ -1,7 +1,8 @@
-"""SystemDatabase: typed operations over the named queries (workflows, steps,
-executors here; logs, events and messages in messaging.py; queues in
-queueing.py). AppDatabase: the application database's recorded transaction
-outputs, when it is not the system database."""
+"""SystemDatabase: typed operations over the named queries (workflows and
+steps here; logs, events and messages in messaging.py; queues in
+queueing.py; executors and recovery claims in recovery.py). AppDatabase:
+the application database's recorded transaction outputs, when it is not
+the system database."""
 
 from __future__ import annotations
 
@@ -12,23 +13,18 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from .._errors import QueueDedupError
+from .._records import Status
 from . import schema
 from .base import BaseDatabase
 from .engine import connection_errors_seen, is_integrity_error
 from .messaging import MessagingMixin
+from .queries import like_suffix, render_filtered
 from .queueing import QueueingMixin
-from .rows import (
-    _NEVER,
-    ClaimedRow,
-    ExecutorRow,
-    StepRow,
-    WorkflowRow,
-    event_of_record,
-    now_ms,
-)
+from .recovery import RecoveryMixin
+from .rows import StepRow, WorkflowRow, event_of_record, now_ms
 
 
-class SystemDatabase(MessagingMixin, QueueingMixin):
+class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
     migrations = schema.MIGRATIONS
 
     # -- workflows ---------------------------------------------------------------
@@ -75,7 +71,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                 parent_workflow_id=parent_workflow_id,
                 max_recovery_attempts=max_recovery_attempts,
                 now=now,
-                started_at=now if status == "PENDING" else None,
+                started_at=now if status == Status.PENDING else None,
                 deadline=deadline,
                 timeout_ms=timeout_ms,
                 not_before=now + int(delay * 1000) if delay else None,
@@ -135,82 +131,6 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
             "mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms()
         )
 
-    def requeue_all(self, old_executor_id: str, before: int | None = None) -> list[tuple[str, str]]:
-        """Put ``old_executor_id``'s in-flight queued workflows back on their
-        queues (one recovery attempt each; past the limit they end
-        RETRIES_EXCEEDED). Returns (ID, new status) pairs."""
-        rows = self.run(
-            "requeue_all",
-            old_executor_id=old_executor_id,
-            before=before if before is not None else _NEVER,
-            now=now_ms(),
-        )
-        return [(r[0], r[1]) for r in rows]
-
-    def inflight_executors(self) -> list[str]:
-        return [r[0] for r in self.run("inflight_executors") if r[0] is not None]
-
-    def inflight_names(self, executor_id: str) -> list[str]:
-        return [r[0] for r in self.run("inflight_names", executor_id=executor_id)]
-
-    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.run("inflight_of_executor", executor_id=executor_id)]
-
-    def claim_all(
-        self,
-        old_executor_id: str,
-        executor_id: str,
-        names: list[str],
-        *,
-        include_queued: bool = False,
-        before: int | None = None,
-    ) -> list[ClaimedRow]:
-        """Adopt, in one statement, every in-flight workflow of ``old_executor_id``
-        whose function is in ``names``."""
-        if not names:
-            return []
-        return self._claim(
-            "claim_all",
-            ("names",),
-            old_executor_id=old_executor_id,
-            executor_id=executor_id,
-            names=names,
-            include_queued=1 if include_queued else 0,
-            before=before if before is not None else _NEVER,
-        )
-
-    def own_stale(self, executor_id: str, before: int) -> list[str]:
-        """IDs of ``executor_id``'s in-flight workflows not updated since ``before``."""
-        return [r[0] for r in self.run("own_stale", executor_id=executor_id, before=before)]
-
-    def claim_own(
-        self, executor_id: str, ids: list[str], names: list[str], before: int
-    ) -> list[ClaimedRow]:
-        """Re-claim (counting a recovery attempt) those of ``ids`` that are
-        still this executor's, in flight and untouched since ``before``."""
-        if not ids or not names:
-            return []
-        return self._claim(
-            "claim_own",
-            ("ids", "names"),
-            executor_id=executor_id,
-            ids=ids,
-            names=names,
-            before=before,
-        )
-
-    def _claim(self, query: str, lists: tuple[str, ...], **params: Any) -> list[ClaimedRow]:
-        stmt = sa.text(self.q(query)).bindparams(
-            *(sa.bindparam(name, expanding=True) for name in lists)
-        )
-        params["now"] = now_ms()
-
-        def run() -> list[ClaimedRow]:
-            with self.transaction() as conn:
-                return [ClaimedRow(*tuple(r)) for r in conn.execute(stmt, params)]
-
-        return self.retrying(run)
-
     def cancel_workflow(self, workflow_id: str) -> bool:
         return bool(self.run("cancel_workflow", workflow_id=workflow_id, now=now_ms()).rowcount)
 
@@ -240,7 +160,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         """Resume the workflow as ``read`` saw it: PENDING under ``executor_id``,
         or (None) back on ``queue``. One conditional statement: False when the
         row changed since it was read (claimed, dequeued, cancelled, ended)."""
-        status = "ENQUEUED" if executor_id is None else "PENDING"
+        status = Status.ENQUEUED if executor_id is None else Status.PENDING
         now = now_ms()
         return bool(
             self.run(
@@ -249,7 +169,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                 status=status,
                 executor_id=executor_id,
                 queue=queue,
-                keep_slot=1 if status == "ENQUEUED" and read.status == "CANCELLED" else 0,
+                keep_slot=1 if status == Status.ENQUEUED and read.status == Status.CANCELLED else 0,
                 started_at=now if executor_id else None,
                 now=now,
                 old_status=read.status,
@@ -276,7 +196,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
                 self.text(self.q("insert_workflow")),
                 dict(
                     workflow_id=new_id,
-                    status="PENDING" if executor_id else "ENQUEUED",
+                    status=Status.PENDING if executor_id else Status.ENQUEUED,
                     name=row.name,
                     inputs=row.inputs,
                     executor_id=executor_id,
@@ -327,51 +247,43 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
         parent_workflow_id: str | None = None,
     ) -> list[WorkflowRow]:
         """Newest first. ``before`` is a keyset cursor (created_at, workflow_id)."""
-        where: list[str] = []
+        filters: list[str] = []
         params: dict[str, Any] = {}
         if statuses:
-            where.append("status IN (" + ", ".join(f":st{i}" for i in range(len(statuses))) + ")")
-            params.update({f"st{i}": s for i, s in enumerate(statuses)})
+            filters.append("statuses")
+            params.update({f"statuses{i}": s for i, s in enumerate(statuses)})
         if name:
+            params["name"] = name
             if ":" in name:
-                where.append("name = :name")
-                params["name"] = name
-            else:  # the bare function name: match the qualname after the colon
-                where.append("(name = :name OR name LIKE :name_suffix ESCAPE '\\')")
-                params["name"] = name
-                params["name_suffix"] = "%:" + name.replace("\\", "\\\\").replace(
-                    "%", "\\%"
-                ).replace("_", "\\_")
+                filters.append("name")
+            else:  # the bare function name
+                filters.append("function")
+                params["name_suffix"] = like_suffix(name)
         if queue:
-            where.append("queue = :queue")
+            filters.append("queue")
             params["queue"] = queue
-        if since is not None:
-            where.append("created_at >= :since")
-            params["since"] = since
-        if until is not None:
-            where.append("created_at <= :until")
-            params["until"] = until
+        for key, bound in (("since", since), ("until", until)):
+            if bound is not None:
+                filters.append(key)
+                params[key] = bound
         if before is not None:
-            where.append("(created_at < :b_at OR (created_at = :b_at AND workflow_id < :b_id))")
+            filters.append("before")
             params["b_at"], params["b_id"] = before
         if parent_workflow_id is not None:
-            where.append("parent_workflow_id = :parent")
+            filters.append("parent")
             params["parent"] = parent_workflow_id
-        from .queries import WORKFLOW_COLUMNS
-
-        prefix = "wf." if self.dialect == "postgresql" else ""
-        sql = f"SELECT {WORKFLOW_COLUMNS} FROM {prefix}workflows"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, workflow_id DESC"
         if limit is not None:
-            sql += " LIMIT :limit"
             params["limit"] = limit
         if offset:
-            if limit is None:
-                sql += " LIMIT -1" if self.dialect == "sqlite" else ""
-            sql += " OFFSET :offset"
             params["offset"] = offset
+        sql = render_filtered(
+            "list_workflows",
+            self.backend,
+            filters,
+            {"statuses": len(statuses or ())},
+            limit=limit is not None,
+            offset=bool(offset),
+        )
         return [WorkflowRow(*tuple(r)) for r in self.execute(sql, params)]
 
     # -- steps ---------------------------------------------------------------------
@@ -432,29 +344,6 @@ class SystemDatabase(MessagingMixin, QueueingMixin):
     def get_step(self, workflow_id: str, position: int) -> StepRow | None:
         row = self.run("get_step", workflow_id=workflow_id, position=position).first()
         return StepRow(*row) if row else None
-
-    # -- executors -------------------------------------------------------------------
-
-    def heartbeat(
-        self, executor_id: str, host: str, pid: int, started_at: int | None = None
-    ) -> None:
-        """Record that ``executor_id`` is alive in process ``pid`` on ``host``,
-        which started at ``started_at`` (epoch ms; default now)."""
-        now = now_ms()
-        self.run(
-            "heartbeat",
-            executor_id=executor_id,
-            host=host,
-            pid=pid,
-            started_at=now if started_at is None else started_at,
-            now=now,
-        )
-
-    def list_executors(self) -> list[ExecutorRow]:
-        return [ExecutorRow(*r) for r in self.run("list_executors")]
-
-    def delete_executor(self, executor_id: str) -> None:
-        self.run("delete_executor", executor_id=executor_id)
 
 
 class AppDatabase(BaseDatabase):

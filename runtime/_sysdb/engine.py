@@ -1,6 +1,8 @@
 """Engines and connections: one autocommit pool per database URL, explicit
 BEGIN/COMMIT for the few multi-statement transactions, retries through
-outages. Single-statement writes therefore cost exactly one round trip."""
+outages. Single-statement writes therefore cost exactly one round trip (on
+Postgres through the fast lane, FastLane below). What differs per database is
+asked of the URL's Dialect (dialects.py), chosen once at construction."""
 
 from __future__ import annotations
 
@@ -13,20 +15,15 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from .._config import display_url
 from .._errors import DatabaseUnreachableError, WfError
+from .dialects import Dialect, PostgresDialect, dialect_for, driver_error
+from .dialects import is_integrity_error as is_integrity_error
 
 log = logging.getLogger("wf")
 T = TypeVar("T")
-
-ISOLATION_SQL = {
-    "serializable": "SERIALIZABLE",
-    "repeatable_read": "REPEATABLE READ",
-    "read_committed": "READ COMMITTED",
-}
-
 
 # connection errors each thread's statements met (retried or not): a write
 # that met one may have committed with only its answer lost
@@ -49,7 +46,8 @@ _write_locks = threading.local()
 
 
 def _holds_write_lock(url: str) -> bool:
-    return url in getattr(_write_locks, "urls", ())
+    urls: set[str] | None = getattr(_write_locks, "urls", None)
+    return urls is not None and url in urls
 
 
 def _self_deadlock(url: str) -> WfError:
@@ -60,67 +58,22 @@ def _self_deadlock(url: str) -> WfError:
     )
 
 
-def dialect_of(url: str) -> str:
-    return "postgresql" if url.startswith("postgresql") else "sqlite"
-
-
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets readers run beside the one writer; the busy timeout makes
-    # writers queue instead of failing at once.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def make_engine(url: str, pool_size: int = 10, pre_ping: bool = False) -> Engine:
-    if dialect_of(url) == "sqlite":
-        engine = sa.create_engine(
-            url,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"check_same_thread": False, "timeout": 30},
-            pool_size=pool_size,
-            max_overflow=pool_size,
-        )
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
-        return engine
-    return sa.create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=pre_ping,
-        connect_args={"connect_timeout": 10, "application_name": "wf"},
-    )
-
-
-def is_integrity_error(e: BaseException) -> bool:
-    """A constraint violation, from SQLAlchemy or straight from the driver
-    (the fast lane), without importing the driver."""
-    return any(c.__name__ == "IntegrityError" for c in type(e).__mro__)
-
-
 def is_connection_error(e: BaseException) -> bool:
     """Is ``e`` the database being unreachable (worth retrying), rather than
     an error in the statement?"""
-    if isinstance(e, sa_exc.DBAPIError):
-        if e.connection_invalidated:
-            return True
-        e = e.orig or e
-    if type(e).__module__.startswith("psycopg"):
-        state = getattr(e, "sqlstate", None)
-        if state is None:  # raised by the client: no connection, or it broke
-            return type(e).__name__ in ("OperationalError", "InterfaceError")
-        # connection exceptions; shutting down, cannot connect now; too many clients
-        return state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300")
-    if type(e).__module__ == "sqlite3":
-        msg = str(e).lower()
-        return type(e).__name__ == "OperationalError" and any(
-            m in msg for m in ("locked", "busy", "unable to open", "disk i/o")
-        )
-    return isinstance(e, ConnectionError)
+    if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+        return True
+    dialect, orig = driver_error(e)
+    if dialect is None:
+        return isinstance(orig, ConnectionError)
+    return dialect.is_connection_error(orig)
+
+
+def is_serialization_failure(e: BaseException) -> bool:
+    """Did the database refuse the transaction so that running it again may
+    succeed (a serialization failure or a deadlock)?"""
+    dialect, orig = driver_error(e)
+    return dialect is not None and dialect.is_serialization_failure(orig)
 
 
 class Database:
@@ -132,16 +85,17 @@ class Database:
 
     def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
         self.url = url
-        self.dialect = dialect_of(url)
+        self.backend: Dialect = dialect_for(url)
+        self.dialect = self.backend.name
         # fail-fast clients (CLI) check pooled connections before use: their
         # first statement after a database restart must not fail on a dead one
-        self.engine = make_engine(url, pool_size, pre_ping=outage_timeout == 0)
+        self.engine = self.backend.make_engine(url, pool_size, pre_ping=outage_timeout == 0)
         self.outage_timeout = outage_timeout
         self._texts: dict[str, sa.TextClause] = {}
         self._compiled: dict[str, str] = {}
         # single statements skip SQLAlchemy's pool and execution layers on
         # Postgres: measured, they cost about as much as the round trip itself
-        self.lane = FastLane(url) if self.dialect == "postgresql" else None
+        self.lane = FastLane(url) if self.backend.has_fast_lane else None
         self._lock = threading.Lock()
         # wall-clock time of the last connection error any call here saw:
         # liveness judgements made just after an outage must not trust
@@ -210,7 +164,7 @@ class Database:
                     sa.text(sql).compile(dialect=self.engine.dialect)
                 )
             return self.retrying(lambda: lane.execute(compiled, params or {}))
-        if _holds_write_lock(self.url) and not sql.lstrip()[:6].upper() == "SELECT":
+        if _holds_write_lock(self.url) and sql.lstrip()[:6].upper() != "SELECT":
             raise _self_deadlock(self.url)
         stmt = self.text(sql)
 
@@ -231,16 +185,10 @@ class Database:
     ) -> Iterator[Connection]:
         """An explicit transaction. Opening it (connect and BEGIN) waits out an
         outage; a block that fails midway is re-run by its caller."""
-        if self.dialect == "postgresql":
-            begin = "BEGIN"
-            if isolation:
-                begin += " ISOLATION LEVEL " + ISOLATION_SQL[isolation]
-            if read_only:
-                begin += " READ ONLY"
-        else:
-            begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
-            if not read_only and _holds_write_lock(self.url):
-                raise _self_deadlock(self.url)
+        begin = self.backend.begin(isolation, read_only)
+        takes_lock = self.backend.locks_database and not read_only
+        if takes_lock and _holds_write_lock(self.url):
+            raise _self_deadlock(self.url)
 
         def open_begun() -> Connection:
             conn = self.connect()
@@ -253,7 +201,7 @@ class Database:
 
         conn = self.retrying(open_begun)
         locks: set[str] | None = None
-        if self.dialect == "sqlite" and not read_only:
+        if takes_lock:
             locks = _write_locks.__dict__.setdefault("urls", set())
             locks.add(self.url)
         with conn:
@@ -310,8 +258,7 @@ class FastLane:
     number of running workflows."""
 
     def __init__(self, url: str, max_open: int = 16) -> None:
-        u = sa.engine.make_url(url).set(drivername="postgresql")
-        self.conninfo = u.render_as_string(hide_password=False)
+        self.conninfo = PostgresDialect.conninfo(url)
         # bounded: hundreds of workflow threads must not open hundreds of
         # server connections (Postgres allows 100 by default)
         self._slots = threading.BoundedSemaphore(max_open)

@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from .._records import LOG_LEVELS
 from .base import BaseDatabase
+from .queries import render_filtered
 from .rows import now_ms
-
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
 class MessagingMixin(BaseDatabase):
@@ -45,29 +45,22 @@ class MessagingMixin(BaseDatabase):
         limit: int | None = None,
     ) -> list[tuple[int, str, int, str, str | None, str]]:
         """(log_id, workflow_id, time, level, step, message), oldest first."""
-        prefix = "wf." if self.dialect == "postgresql" else ""
-        where: list[str] = []
+        filters: list[str] = []
         params: dict[str, Any] = {}
-        if workflow_id is not None:
-            where.append("workflow_id = :workflow_id")
-            params["workflow_id"] = workflow_id
-        if since is not None:
-            where.append("time >= :since")
-            params["since"] = since
-        if after_id is not None:
-            where.append("log_id > :after_id")
-            params["after_id"] = after_id
+        for key, value in (("workflow_id", workflow_id), ("since", since), ("after_id", after_id)):
+            if value is not None:
+                filters.append(key)
+                params[key] = value
+        levels: list[str] = []
         if min_level is not None:
-            levels = [n for n, v in _LEVELS.items() if v >= min_level]
-            where.append("level IN (" + ", ".join(f":lv{i}" for i in range(len(levels))) + ")")
-            params.update({f"lv{i}": lv for i, lv in enumerate(levels)})
-        sql = f"SELECT log_id, workflow_id, time, level, step, message FROM {prefix}logs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY log_id"
+            levels = [n for n, v in LOG_LEVELS.items() if v >= min_level]
+            filters.append("levels")
+            params.update({f"levels{i}": lv for i, lv in enumerate(levels)})
         if limit is not None:
-            sql += " LIMIT :limit"
             params["limit"] = limit
+        sql = render_filtered(
+            "get_logs", self.backend, filters, {"levels": len(levels)}, limit=limit is not None
+        )
         return [tuple(r) for r in self.execute(sql, params)]
 
     # -- events -------------------------------------------------------------------------

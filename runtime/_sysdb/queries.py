@@ -1,38 +1,28 @@
-"""Every SQL statement wf runs, by name. ``{s}`` is the schema prefix;
-``{for_share}`` locks the workflow row on Postgres so an ownership check and
-the write it guards cannot interleave with a recovery claim (SQLite has one
-writer at a time, so it needs no lock). Parameters are always bound, never
-formatted in."""
+"""Every SQL statement wf runs, by name, and the optional filters of the two
+filtered reads (``list_workflows``, ``get_logs``). ``{s}`` is the schema
+prefix; the other ``{name}`` placeholders are the dialect's fragments
+(dialects.py): ``{for_share}`` locks the workflow row on Postgres so an
+ownership check and the write it guards cannot interleave with a recovery
+claim (SQLite has one writer at a time, so it needs no lock). Parameters are
+always bound, never formatted in. Status names in the SQL are
+``wf._records.Status`` values (checked when this module loads)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-DIALECT_FRAGMENTS = {
-    "postgresql": {
-        "for_share": "FOR SHARE",
-        "skip_locked": "FOR UPDATE SKIP LOCKED",
-        "seq": "seq",
-        "queue_index_terms": "",
-    },
-    # SQLite uses a partial index only when the query repeats its WHERE terms
-    # (on Postgres they would cost the index's ordering)
-    "sqlite": {
-        "for_share": "",
-        "skip_locked": "",
-        "seq": "rowid",
-        "queue_index_terms": "AND status IN ('ENQUEUED', 'PENDING') AND queue IS NOT NULL",
-    },
-}
+from .._records import Status
+
+if TYPE_CHECKING:
+    from .dialects import Dialect
 
 WORKFLOW_COLUMNS = (
     "workflow_id, status, name, inputs, output, error, executor_id, queue, priority, dedup_id, "
     "parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at, updated_at, "
     "started_at, deadline, timeout_ms, not_before, slot_held"
 )
-
-# Columns `wf list` shows: the big output/error/inputs texts are not read there.
-WORKFLOW_LIST_COLUMNS = WORKFLOW_COLUMNS
 
 Q: dict[str, str] = {
     # -- schema ---------------------------------------------------------------
@@ -147,6 +137,10 @@ Q: dict[str, str] = {
     "expired_deadlines": """
         SELECT workflow_id FROM {s}workflows
         WHERE deadline IS NOT NULL AND deadline < :now AND status IN ('PENDING', 'ENQUEUED')""",
+    # newest first; {where}: the FILTERS below that apply, {page}: PAGE
+    "list_workflows": "SELECT "
+    + WORKFLOW_COLUMNS
+    + " FROM {s}workflows{where} ORDER BY created_at DESC, workflow_id DESC{page}",
     # -- steps --------------------------------------------------------------------
     # One round trip: the write happens only while this executor still owns the
     # running workflow, which folds the cancellation and ownership checks in.
@@ -215,6 +209,10 @@ Q: dict[str, str] = {
         INSERT INTO {s}logs (workflow_id, position, seq, time, level, step, message)
         VALUES (:workflow_id, :position, :seq, :time, :level, :step, :message)
         ON CONFLICT (workflow_id, position, seq) DO NOTHING""",
+    # oldest first
+    "get_logs": """
+        SELECT log_id, workflow_id, time, level, step, message FROM {s}logs{where}
+        ORDER BY log_id{page}""",
     # -- messages and events ------------------------------------------------------------
     "insert_message": """
         INSERT INTO {s}messages (destination_id, topic, message, idempotency_key, created_at)
@@ -307,12 +305,82 @@ Q: dict[str, str] = {
 }
 
 
-def render(name: str, dialect: str, version_table: str = "schema_version", **extra: str) -> str:
+# The optional terms of the filtered reads, ANDed into ``{where}``. ``{x}``
+# in a term is an IN list of ``len`` binds named x0, x1, ... (bound one by one
+# so the statement also runs on the fast lane, which binds no lists).
+FILTERS: dict[str, dict[str, str]] = {
+    "list_workflows": {
+        "statuses": "status IN ({statuses})",
+        "name": "name = :name",
+        # a bare function name matches the qualname after the module's colon
+        "function": "(name = :name OR name LIKE :name_suffix ESCAPE '\\')",
+        "queue": "queue = :queue",
+        "since": "created_at >= :since",
+        "until": "created_at <= :until",
+        # keyset cursor (created_at, workflow_id)
+        "before": "(created_at < :b_at OR (created_at = :b_at AND workflow_id < :b_id))",
+        "parent": "parent_workflow_id = :parent",
+    },
+    "get_logs": {
+        "workflow_id": "workflow_id = :workflow_id",
+        "since": "time >= :since",
+        "after_id": "log_id > :after_id",
+        "levels": "level IN ({levels})",
+    },
+}
+
+# ``{page}``: a LIMIT, an OFFSET (``offset_only`` is the dialect's), both, neither
+PAGE = {
+    (False, False): "",
+    (True, False): " LIMIT :limit",
+    (True, True): " LIMIT :limit OFFSET :offset",
+    (False, True): "{offset_only}",
+}
+
+
+def like_suffix(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching strings that end with ``:text``."""
+    return "%:" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def render(name: str, dialect: Dialect, version_table: str = "schema_version", **extra: str) -> str:
     """The named statement with its placeholders filled for ``dialect``."""
     values = {
-        "s": "wf." if dialect == "postgresql" else "",
+        "s": dialect.schema_prefix,
         "version_table": version_table,
-        **DIALECT_FRAGMENTS[dialect],
+        **dialect.fragments,
         **extra,
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], Q[name])
+
+
+def render_filtered(
+    name: str,
+    dialect: Dialect,
+    filters: Sequence[str],
+    lists: Mapping[str, int] | None = None,
+    *,
+    limit: bool = False,
+    offset: bool = False,
+) -> str:
+    """A filtered read: ``filters`` (keys of ``FILTERS[name]``) ANDed, each
+    IN list of ``lists[x]`` binds, then the page clause."""
+    lists = lists or {}
+    terms = FILTERS[name]
+    binds = {x: ", ".join(f":{x}{i}" for i in range(n)) for x, n in lists.items()}
+    where = " AND ".join(
+        re.sub(r"\{(\w+)\}", lambda m: binds[m.group(1)], terms[f]) for f in filters
+    )
+    page = PAGE[(limit, offset)].replace("{offset_only}", dialect.fragments["offset_only"])
+    return render(name, dialect, where=" WHERE " + where if where else "", page=page)
+
+
+def _check_statuses() -> None:
+    """Every quoted upper-case word in a status comparison is a Status."""
+    for sql in Q.values():
+        for word in re.findall(r"status\s*(?:=|<>|IN)\s*\(?((?:'[A-Z_]+'(?:,\s*)?)+)", sql):
+            for status in re.findall(r"'([A-Z_]+)'", word):
+                assert status in Status.ALL, status
+
+
+_check_statuses()

@@ -7,18 +7,17 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from .._records import QueueInfo
+from .._records import QueueInfo, Status
 from .base import BaseDatabase
 from .rows import ClaimedRow, now_ms
 
 log = logging.getLogger("wf")
 
-# Postgres: how long a dequeue waits for a queue's lock, and how long a
-# dequeue transaction may sit idle (its process frozen) before the server
-# ends it and frees its locks
+# with advisory locks (Postgres): how long a dequeue waits for a queue's
+# lock, and how long a dequeue transaction may sit idle (its process frozen)
+# before the server ends it and frees its locks
 LOCK_TIMEOUT_MS = 3000
 IDLE_TIMEOUT_MS = 5000
-LOCK_NOT_AVAILABLE = "55P03"
 
 
 class QueueingMixin(BaseDatabase):
@@ -54,7 +53,7 @@ class QueueingMixin(BaseDatabase):
                 queue, executor_id, n, names, concurrency, rate_limit, release, only
             )
         except sa_exc.DBAPIError as e:
-            if getattr(e.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            if e.orig is not None and self.backend.is_lock_timeout(e.orig):
                 log.debug("wf queue %s: its lock is held elsewhere; trying again later", queue)
                 return []
             raise
@@ -81,7 +80,7 @@ class QueueingMixin(BaseDatabase):
             )
         taken: list[ClaimedRow] = []
         with self.transaction() as conn:
-            if self.dialect == "postgresql":
+            if self.backend.advisory_locks:
                 conn.execute(
                     self.text(self.q("queue_timeouts")),
                     {
@@ -96,7 +95,7 @@ class QueueingMixin(BaseDatabase):
                 conn.execute(stmt, {"ids": release, "executor_id": executor_id})
             if n <= 0 or not names or only == []:
                 return []
-            if self.dialect == "postgresql" and (concurrency is not None or rate_limit is not None):
+            if self.backend.advisory_locks and (concurrency is not None or rate_limit is not None):
                 conn.execute(self.text(self.q("queue_lock")), {"queue": queue})
             if concurrency is not None:
                 running = (
@@ -204,8 +203,8 @@ class QueueingMixin(BaseDatabase):
             c = counts.get(name, {})
             out[name] = QueueInfo(
                 name,
-                c.get("ENQUEUED", 0),
-                c.get("PENDING", 0),
+                c.get(Status.ENQUEUED, 0),
+                c.get(Status.PENDING, 0),
                 conc,
                 wconc,
                 (int(rl_n), float(rl_s)) if rl_n is not None else None,
@@ -214,6 +213,12 @@ class QueueingMixin(BaseDatabase):
         for name, c in counts.items():
             if name not in out:
                 out[name] = QueueInfo(
-                    name, c.get("ENQUEUED", 0), c.get("PENDING", 0), None, None, None, False
+                    name,
+                    c.get(Status.ENQUEUED, 0),
+                    c.get(Status.PENDING, 0),
+                    None,
+                    None,
+                    None,
+                    False,
                 )
         return [out[k] for k in sorted(out)]

@@ -1,25 +1,24 @@
 """The versioned schema. Each migration is a list of DDL statements with
 ``{s}`` for the schema prefix (``wf.`` on Postgres, nothing on SQLite) and a
-few per-dialect type placeholders. Append migrations; never edit a released one.
+few per-dialect type placeholders (``Dialect.ddl_types``). Append
+migrations; never edit a released one.
 
 Times are integer epoch milliseconds on both dialects: one format, cheap to
-compare and index, no time-zone drift between drivers."""
+compare and index, no time-zone drift between drivers.
+
+The wake-up keys that the NOTIFY triggers send are also made here
+(``wake_key``), beside the triggers, in the same format."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from typing import TYPE_CHECKING
 
-TYPES = {
-    # insertion order breaks created_at ties (queues are FIFO within a
-    # millisecond too): a sequence column on Postgres, the rowid on SQLite
-    "postgresql": {
-        "serial_pk": "BIGSERIAL PRIMARY KEY",
-        "seq_column": ",\n            seq BIGSERIAL NOT NULL",
-        "seq_index": ", seq",
-    },
-    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "seq_column": "", "seq_index": ""},
-}
+if TYPE_CHECKING:
+    from .dialects import Dialect
 
+# marks a statement run only where the dialect listens (the NOTIFY triggers)
 PG_ONLY = "--postgresql\n"
 
 MIGRATIONS: list[list[str]] = [
@@ -122,7 +121,8 @@ MIGRATIONS: list[list[str]] = [
         )""",
         # Postgres only (PG_ONLY prefix): NOTIFY waiters in every process when
         # a workflow ends or is enqueued, a message arrives, an event is set.
-        # Payloads are md5 digests, so IDs of any length fit.
+        # Payloads are md5 digests, so IDs of any length fit. The format is
+        # wake_key's below: change both together (in a new migration).
         PG_ONLY
         + """CREATE FUNCTION {s}notify_workflow() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -193,21 +193,28 @@ APP_MIGRATIONS: list[list[str]] = [
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
-LATEST_APP_VERSION = len(APP_MIGRATIONS)
 
 
-def statements(migration: list[str], dialect: str) -> list[str]:
+def wake_key(kind: str, *parts: str) -> str:
+    """The key that wakes waiters for ``parts``: ``kind:md5(parts joined by
+    chr(31))``, exactly what the triggers above send (``w:``/``c:`` a workflow
+    ended/cancelled, ``q:`` a queue has work, ``m:`` a message for
+    (destination, topic), ``e:`` an event (workflow, key) was set)."""
+    return kind + ":" + hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def statements(migration: list[str], dialect: Dialect) -> list[str]:
     """The migration's statements for ``dialect``, rendered."""
     out = []
     for stmt in migration:
         if stmt.startswith(PG_ONLY):
-            if dialect != "postgresql":
+            if not dialect.listens:
                 continue
             stmt = stmt[len(PG_ONLY) :]
         out.append(render(stmt, dialect))
     return out
 
 
-def render(stmt: str, dialect: str) -> str:
-    values = {"s": "wf." if dialect == "postgresql" else "", **TYPES[dialect]}
+def render(stmt: str, dialect: Dialect) -> str:
+    values = {"s": dialect.schema_prefix, **dialect.ddl_types}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], stmt)

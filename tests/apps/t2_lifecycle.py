@@ -77,7 +77,7 @@ def _launch_race(url: str, barrier: str) -> int:
     # load the database drivers before the barrier, so the launches race
     import psycopg  # noqa: F401
     import sqlalchemy  # noqa: F401
-    from wf import _executor  # noqa: F401
+    from wf import _root  # noqa: F401
 
     Path(barrier, f"ready-{os.getpid()}").touch()
     deadline = time.monotonic() + 60

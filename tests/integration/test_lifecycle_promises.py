@@ -323,11 +323,11 @@ def trivial(i: int) -> int:
 
 
 def test_wake_up_keys_stay_bounded_over_20000_workflows(launched: str) -> None:
-    """``wf._notify.tracked_keys()`` (added by the fix) counts the wake-up keys
+    """``wf._core.wakeups.tracked_keys()`` (added by the fix) counts the wake-up keys
     this process holds. On this morning's code there is no such call; its
     equivalent, ``len(wf._notify._versions)``, is about 20,000 after this loop
     (one entry per workflow ever ended, kept for ever)."""
-    from wf import _notify
+    from wf._core import wakeups as _notify
 
     n = 20_000
 
@@ -347,7 +347,7 @@ def test_wake_up_keys_stay_bounded_while_another_process_works(pg_database: str)
     """On Postgres the listener relays every NOTIFY in the database: while
     another process runs 3,000 workflows, the keys held here stay bounded.
     Today this process records all of them (len(_versions) ~3,000)."""
-    from wf import _notify
+    from wf._core import wakeups as _notify
 
     wf.launch(database_url=pg_database)
     proc = subprocess.Popen(

@@ -8,21 +8,22 @@ from __future__ import annotations
 import time
 
 import pytest
-from wf import _executor
+from wf import _root as _executor
 from wf._errors import DatabaseUnreachableError
 from wf._sysdb import ExecutorRow, SystemDatabase
+from wf._worker.recovery import STALE_AFTER
 
 
 def _stale_row(name: str) -> dict[str, ExecutorRow]:
     now = time.time() * 1000
-    stale = now - (_executor.STALE_AFTER + 5) * 1000
+    stale = now - (STALE_AFTER + 5) * 1000
     return {name: ExecutorRow(name, "another-host", 1, int(stale), int(stale))}
 
 
 def test_a_stale_heartbeat_counts_only_after_a_connected_stale_period(launched: str) -> None:
     ex = _executor.get()
     rows = _stale_row("other")
-    ex.connected_since = time.time() - _executor.STALE_AFTER - 1
+    ex.connected_since = time.time() - STALE_AFTER - 1
     ex.sysdb.last_outage = 0.0
     assert ex.is_dead("other", rows)
     # an outage seen just now by any call: everyone's heartbeat may be stale

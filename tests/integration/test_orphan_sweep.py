@@ -13,8 +13,9 @@ from collections import Counter
 
 import pytest
 import wf
-from wf import _executor
-from wf._runner import encode_inputs
+from wf import _root as _executor
+from wf._core import encode_inputs
+from wf._worker import executor, recovery
 
 RUNS: Counter[str] = Counter()
 RELEASE = threading.Event()
@@ -44,9 +45,9 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     RUNS.clear()
     RELEASE.clear()
     # the real threshold is 10 s; the rule is the same at 0.3 s
-    monkeypatch.setattr(_executor, "ORPHAN_AFTER", 0.3)
+    monkeypatch.setattr(recovery, "ORPHAN_AFTER", 0.3)
     # only the test sweeps: the maintenance loop's periodic pass would race it
-    monkeypatch.setattr(_executor, "RECOVERY_INTERVAL", 3600.0)
+    monkeypatch.setattr(executor, "RECOVERY_INTERVAL", 3600.0)
 
 
 def test_sweep_runs_only_the_orphan(launched: str) -> None:

@@ -297,9 +297,9 @@ def test_lost_answer_to_a_claim_does_not_strand_the_workflow(
         # a workflow left by an executor that died on this host (its pid is gone)
         gone = subprocess.Popen(["true"])
         gone.wait()
-        from wf import _executor
+        from wf import _root as _executor
+        from wf._core import encode_inputs
         from wf._liveness import HOST
-        from wf._runner import encode_inputs
 
         db = _executor.client()
         db.heartbeat("dead-one", HOST, gone.pid)

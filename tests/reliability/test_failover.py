@@ -7,7 +7,7 @@ never both adopt one workflow; a slow but healthy executor is not robbed.
 Who ran what is counted from marker lines the step bodies write (with their
 pid) and from the recorded executor IDs. Liveness is made fast through
 WF_STALE_AFTER / WF_HEARTBEAT_INTERVAL / WF_RECOVERY_INTERVAL, which
-runtime/_executor.py reads at import (so only in the child processes)."""
+runtime/_worker/executor.py reads at import (so only in the child processes)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,16 @@ def _runs(markers: Path, step: str, i: int) -> list[int]:
         if name == step and int(idx) == i and what == "start":
             out.append(int(pid))
     return out
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rpartition(")")[2].split()[0])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return bool(states) and all(st in ("T", "t") for st in states)
 
 
 def _all_ended(ids: list[str]) -> bool:
@@ -148,6 +158,9 @@ def test_frozen_executor_adopted_after_its_heartbeat_goes_stale(
 
     os.kill(frozen.pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
+    # the stop is delivered asynchronously: release the steps only once every
+    # thread of the process is really stopped
+    wait_for(lambda: _all_threads_stopped(frozen.pid), timeout=10, what="the SIGSTOP to land")
     release.touch()
     wait_for(
         lambda: all(wf.get_workflow(w).executor_id != "frozen" for w in ids),
@@ -220,8 +233,8 @@ def test_other_host_executor_adopted_only_once_its_heartbeat_is_stale(
     """An executor on another host (its pid means nothing here) owns three
     workflows. While its heartbeat is fresh, two live workers leave them; once
     it stops beating for longer than the stale limit, exactly one adopts each."""
-    from wf import _executor
-    from wf._runner import encode_inputs
+    from wf import _root as _executor
+    from wf._core import encode_inputs
 
     markers, release = files
     release.touch()

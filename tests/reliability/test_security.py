@@ -389,8 +389,8 @@ def test_recover_imports_only_the_modules_recorded_workflows_name(
     assert crashed.killed, crashed.describe()
 
     # rows a hostile database writer might plant, under an executor that is gone
-    from wf import _executor
-    from wf._runner import encode_inputs
+    from wf import _root as _executor
+    from wf._core import encode_inputs
 
     wf.configure(database_url=db_url)
     db = _executor.client()

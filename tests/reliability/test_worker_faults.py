@@ -16,7 +16,7 @@ real processes, signals and SIGKILL on both backends:
 
 Step bodies write ``<step> <tag> start|end <pid> <time>`` marker lines
 (tests/apps/q2_faults.py); liveness is made fast through WF_RECOVERY_INTERVAL
-and friends, which runtime/_executor.py reads at import (so only in the child
+and friends, which runtime/_worker/executor.py reads at import (so only in the child
 processes)."""
 
 from __future__ import annotations

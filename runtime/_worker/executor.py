@@ -1,10 +1,10 @@
 """The executor: one per process. It owns the database handles, runs
-workflows in background threads, heartbeats, recovers dead executors'
-workflows, enforces timeouts, and serves queues and schedules."""
+workflows in its pool, heartbeats, enforces timeouts, starts the dequeue and
+cron loops, and stops cleanly; recovering dead executors' workflows and
+sweeping orphans is ``recovery.py`` (a mixin of this class)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -14,41 +14,33 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
-from ._context import WorkflowContext, workflow_here
-from ._errors import ConfigurationError, WfError, _OwnershipLost
-from ._liveness import HOST, HOSTNAME, pid_alive
-from ._pool import ElasticPool
-from ._registry import WorkflowSpec, find_or_import_workflow, find_workflow
-from ._sysdb import AppDatabase, ClaimedRow, StepRow, SystemDatabase, WorkflowRow, now_ms
+from .. import _config
+from .._context import WorkflowContext, workflow_here
+from .._core.control import cancel_tree
+from .._core.runs import run_background
+from .._core.wakeups import ensure_listener, notify_local
+from .._liveness import HOST, HOSTNAME
+from .._registry import WorkflowSpec
+from .._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms, wake_key
+from .cron import start_scheduler
+from .dequeue import start_workers
+from .pool import ElasticPool
+from .recovery import RECOVERY_INTERVAL, Recovery
 
 log = logging.getLogger("wf")
 
 HEARTBEAT_INTERVAL = float(os.environ.get("WF_HEARTBEAT_INTERVAL", "5"))
-STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
-RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
 # a clean stop waits this long for running calls to finish before it leaves
 # their workflows to recovery (WF_SHUTDOWN_GRACE, seconds)
 SHUTDOWN_GRACE = float(os.environ.get("WF_SHUTDOWN_GRACE", "20"))
-# a row of ours in flight, run by nothing here and untouched this long, was
-# claimed by a statement whose answer never reached us: run it
-ORPHAN_AFTER = max(10.0, 4 * RECOVERY_INTERVAL)
 
 
-@dataclass
-class RecoveryResult:
-    """What a recovery pass did: handles of the workflows it runs, the modules
-    it imported to find their code, and what it left (ID, reason)."""
+class Executor(Recovery):
+    """The process's executor (built by the composition root, wf._root, and
+    passed down: it is the core's ``Runtime``)."""
 
-    handles: list[Any] = field(default_factory=list)
-    imported_modules: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-class Executor:
     def __init__(
         self,
         config: _config.Config,
@@ -105,18 +97,14 @@ class Executor:
             self.appdb.ensure_reachable()
             self.appdb.migrate()
         self._beat()
-        from ._notify import ensure_listener
-
         ensure_listener(self.sysdb.url)
         # not in _threads: it heartbeats on while a stop waits for running calls
         self._maintenance = threading.Thread(
             target=self._maintenance_loop, name="wf-maintenance", daemon=True
         )
         self._maintenance.start()
-        from . import _queues, _schedules
-
-        _queues.start_workers(self)
-        _schedules.start_scheduler(self)
+        start_workers(self)
+        start_scheduler(self)
         if self.recovery_enabled:
             # recover at launch, including workflows left under our own ID by
             # a previous process that had the same fixed WF_EXECUTOR_ID
@@ -225,8 +213,6 @@ class Executor:
         inputs: tuple[list[Any], dict[str, Any]] | str,
         recorded: dict[int, StepRow] | None = None,
     ) -> Future[Any]:
-        from ._runner import run_background
-
         ctx = WorkflowContext(
             workflow_id=workflow_id,
             name=spec.name,
@@ -304,10 +290,6 @@ class Executor:
             with contextlib.suppress(Exception):
                 fut.result()
 
-    def running_count(self) -> int:
-        with self._running_lock:
-            return len(self._running)
-
     def notify_ended(self) -> None:
         with self._ended:
             self._ended.notify_all()
@@ -348,10 +330,8 @@ class Executor:
                 )
 
     def _cancel_expired(self) -> None:
-        from ._api import cancel_in
-
         for wid in self.sysdb.expired_deadlines():
-            cancel_in(self.sysdb, wid)
+            cancel_tree(self.sysdb, wid)
 
     def _announce_cancels(self) -> None:
         """Wake the runs here whose workflows another process cancelled. On
@@ -363,286 +343,5 @@ class Executor:
             running.extend(self._inline)
         if not running:
             return
-        from ._notify import notify_local, wake_key
-
         for wid in self.sysdb.cancelled_among(running):
             notify_local(wake_key("c", wid))
-
-    def is_dead(
-        self, executor_id: str, executors: dict[str, Any], trust_stale: bool = False
-    ) -> bool:
-        """Gone (its row removed at a clean stop), or on this machine (same
-        hostname, boot and pid namespace) with its process gone, or with a
-        stale heartbeat — which only counts once this
-        executor has itself been connected for a whole stale period, so an
-        outage that stopped everyone's heartbeats makes no one look dead."""
-        row = executors.get(executor_id)
-        if row is None:
-            return True
-        if row.host == HOST and not pid_alive(row.pid, row.started_at):
-            return True
-        stale = time.time() * 1000 - row.heartbeat_at > STALE_AFTER * 1000
-        # an outage seen by any call here counts, even one that began while
-        # this recovery pass was already under way
-        connected_since = max(self.connected_since, self.sysdb.last_outage)
-        return stale and (trust_stale or time.time() - connected_since >= STALE_AFTER)
-
-    def recover(
-        self,
-        *,
-        include_own: bool = False,
-        executor_id: str | None = None,
-        include_live: bool = False,
-        import_missing: bool = False,
-    ) -> RecoveryResult:
-        """Adopt the in-flight workflows of dead executors (or of ``executor_id``,
-        or of every other executor with ``include_live``). Claims are atomic
-        (one UPDATE per executor), so two live executors never both adopt a
-        workflow. Queued workflows go back on their queue unless
-        ``import_missing`` (wf recover), which runs everything here."""
-        from ._handles import WorkflowHandle
-
-        result = RecoveryResult()
-        if self.stopping.is_set():
-            return result
-        executors = {r.executor_id: r for r in self.sysdb.list_executors()}
-        for eid in self.sysdb.inflight_executors():
-            if executor_id is not None and eid != executor_id:
-                continue
-            if eid == self.executor_id:
-                if not include_own:
-                    continue
-            elif (
-                not include_live
-                and executor_id is None
-                and not self.is_dead(eid, executors, trust_stale=import_missing)
-            ):
-                continue
-            # ours (fixed ID): only what predates this process; the rest runs here
-            before = self.started_ms if eid == self.executor_id else None
-            if not import_missing:
-                for wid, status in self.sysdb.requeue_all(eid, before):
-                    if status == "RETRIES_EXCEEDED":
-                        log.warning("wf: %s exceeded its recovery attempts", wid)
-                    else:
-                        log.info("re-enqueued %s from dead executor %s", wid, eid)
-            names = self.sysdb.inflight_names(eid)
-            for name in names:
-                if find_workflow(name) is None and import_missing:
-                    mod = name.partition(":")[0]
-                    try:
-                        find_or_import_workflow(name)
-                        if mod not in result.imported_modules:
-                            result.imported_modules.append(mod)
-                    except ConfigurationError as e:
-                        log.warning("wf recover: %s", e)
-            known = [n for n in names if find_workflow(n) is not None]
-            claimed = self.sysdb.claim_all(
-                eid, self.executor_id, known, include_queued=import_missing, before=before
-            )
-            for wid in self._run_claimed(claimed, f"from executor {eid}"):
-                result.handles.append(WorkflowHandle(wid))
-            # what is left is code this process does not have: leave it for one that does
-            if eid != self.executor_id:
-                for wid, name in self.sysdb.inflight_of_executor(eid):
-                    result.skipped.append((wid, f"function {name} is not defined in this process"))
-        # queue slots held by cancelled (or resumed) rows whose run has stopped:
-        # a dead executor's runs all have; ours have when nothing here runs them
-        # (the dequeue loop frees its own at once; this catches runs started
-        # elsewhere, e.g. by the orphan sweep)
-        for eid in self.sysdb.slot_executors():
-            if eid == self.executor_id:
-                old = now_ms() - int(ORPHAN_AFTER * 1000)
-                ids = [
-                    w for w, at in self.sysdb.held_slots(eid) if at < old and not self._runs_here(w)
-                ]
-            elif (executor_id is None or eid == executor_id) and self.is_dead(
-                eid, executors, trust_stale=import_missing
-            ):
-                ids = [w for w, _ in self.sysdb.held_slots(eid)]
-            else:
-                continue
-            if ids:
-                self.sysdb.release_slots(eid, ids)
-                from ._queues import wake_dequeuers
-
-                wake_dequeuers()
-        return result
-
-    def sweep_orphans(self) -> list[str]:
-        """Run this executor's own in-flight workflows that nothing here runs.
-
-        A dequeue or recovery claim can commit while its answer is lost with
-        the connection; the claimed rows then name this live executor, so no
-        one else adopts them and, without this sweep, no one runs them. Rows
-        are left alone until they are ``ORPHAN_AFTER`` old, far longer than
-        any claim takes to reach its submit, and claimed again by ID, so a
-        workflow that ended or was resumed meanwhile is not touched."""
-        if self.stopping.is_set():
-            return []
-        before = now_ms() - int(ORPHAN_AFTER * 1000)
-        ids = [w for w in self.sysdb.own_stale(self.executor_id, before) if not self._runs_here(w)]
-        if not ids:
-            return []
-        names = [n for n in self.sysdb.inflight_names(self.executor_id) if find_workflow(n)]
-        claimed = self.sysdb.claim_own(self.executor_id, ids, names, before)
-        # a run that began between the check and the claim cannot exist: runs
-        # here start only on rows written just now, never on a stale one
-        return self._run_claimed(claimed, "(claimed by this executor, never run)")
-
-    def _run_claimed(self, claimed: list[ClaimedRow], source: str) -> list[str]:
-        """Replay claimed workflows in the background; returns their IDs."""
-        steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
-        started = []
-        for c in claimed:
-            if c.recovery_attempts > c.max_recovery_attempts:
-                self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
-                log.warning(
-                    "wf: %s exceeded %d recovery attempts", c.workflow_id, c.max_recovery_attempts
-                )
-                continue
-            spec = find_workflow(c.name)
-            assert spec is not None
-            log.info("recovering %s (%s) %s", c.workflow_id, c.name, source)
-            recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
-            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
-            started.append(c.workflow_id)
-        return started
-
-
-# -- the process's executor ---------------------------------------------------------
-
-_lock = threading.RLock()
-_executor: Executor | None = None
-_configured: _config.Config | None = None
-_client: SystemDatabase | None = None
-
-
-def configure(database_url: str | None = None, app_database_url: str | None = None) -> None:
-    """Set the database URLs used by later calls, without starting anything."""
-    global _configured, _client
-    cfg = _config.resolve(database_url, app_database_url)
-    with _lock:
-        _configured = cfg
-        if _client is not None:
-            _client.dispose()
-            _client = None
-
-
-def _config_now() -> _config.Config:
-    return _configured or _config.resolve()
-
-
-def launch(
-    database_url: str | None = None,
-    app_database_url: str | None = None,
-    executor_id: str | None = None,
-    *,
-    queues: list[str] | None = None,
-    concurrency: int | None = None,
-    worker: bool = False,
-    recovery: bool = True,
-) -> None:
-    """Start this process's executor: migrations, heartbeats, recovery, queues, schedules.
-
-    ``queues``: None serves the queues this process declares (every queue in
-    the database with ``worker``); a list serves exactly those; [] none.
-    ``recovery=False`` adopts no other executor's workflows (for one-shot
-    commands that should not take work they will not stay up to finish)."""
-    global _executor
-    with _lock:
-        if _executor is not None:
-            if database_url or app_database_url:
-                cfg = _config.resolve(database_url, app_database_url)
-                if cfg.database_url != _executor.config.database_url:
-                    raise WfError(
-                        "wf is already launched on another database; call wf.shutdown() first"
-                    )
-            return
-        cfg = (
-            _config.resolve(database_url, app_database_url)
-            if (database_url or app_database_url)
-            else _config_now()
-        )
-        ex = Executor(
-            cfg,
-            executor_id,
-            worker=worker,
-            queues=queues,
-            concurrency=concurrency,
-            recovery=recovery,
-        )
-        try:
-            ex.start()
-        except BaseException:
-            ex.stopping.set()
-            ex.sysdb.dispose()
-            raise
-        _executor = ex
-
-
-def shutdown() -> None:
-    """Stop the executor (if any) and close database connections."""
-    global _executor, _client
-    with _lock:
-        ex, _executor = _executor, None
-        client, _client = _client, None
-    if ex is not None:
-        ex.stop()
-    if client is not None:
-        client.dispose()
-    from ._notify import stop_listeners
-
-    stop_listeners()
-
-
-def get() -> Executor:
-    """The running executor, launched from the configuration if needed."""
-    ex = _executor
-    if ex is None:
-        launch()
-        ex = _executor
-        assert ex is not None
-    return ex
-
-
-def for_call() -> Executor:
-    """The executor for a call made here: inside a workflow, the one running
-    it (a run whose executor has stopped stops too, left to recovery);
-    elsewhere the process's executor, launched if needed."""
-    from ._context import current
-
-    ctx = current.get()
-    if ctx is not None and ctx.executor is not None:
-        ex: Executor = ctx.executor
-        if ex.stopping.is_set():
-            raise _OwnershipLost()
-        return ex
-    return get()
-
-
-def current_or_none() -> Executor | None:
-    return _executor
-
-
-def client() -> SystemDatabase:
-    """A system database for management calls: the executor's when launched,
-    else a lightweight one that starts no threads and fails fast when the
-    database is down."""
-    global _client
-    ex = _executor
-    if ex is not None:
-        return ex.sysdb
-    with _lock:
-        if _client is None:
-            cfg = _config_now()
-            db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=2)
-            db.ensure_reachable()
-            db.migrate()
-            _client = db
-        return _client
-
-
-def run_coroutine(coro: Any) -> Any:
-    """Run an async workflow body to completion from a worker thread."""
-    return asyncio.run(coro)

@@ -1,5 +1,5 @@
-"""Waking waiters (result(), recv, get_event, dequeuers) when what they wait
-for happens.
+"""Wake-ups: waking waiters (result(), recv, get_event, sleeps, cancel
+watches, dequeuers) when what they wait for happens.
 
 A wake-up key is ``kind:md5(parts)``, computed the same way here and by the
 Postgres triggers (so IDs of any length fit a NOTIFY payload). In-process
@@ -10,11 +10,12 @@ notification (a dropped connection) costs latency, never correctness."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import threading
 import time
+
+from .._sysdb import Listener, start_listener
+from .._sysdb.dialects import dialect_for
 
 log = logging.getLogger("wf")
 
@@ -24,10 +25,6 @@ _cond = threading.Condition()
 # the waiters alive at once, not by every key ever notified.
 _interest: dict[str, list[int]] = {}
 _epoch = 0  # bumped when notifications may have been missed: wakes everyone
-
-
-def wake_key(kind: str, *parts: str) -> str:
-    return kind + ":" + hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def notify_local(key: str) -> None:
@@ -44,6 +41,17 @@ def notify_everyone() -> None:
     with _cond:
         _epoch += 1
         _cond.notify_all()
+
+
+# -- dequeuers: one event for "a queue may have work, or a slot was freed" ----------
+
+# the dequeue loop clears it before a pass and waits on it (with a poll
+# interval) after: new work or a freed slot cuts the wait short
+work = threading.Event()
+
+
+def wake_dequeuers() -> None:
+    work.set()
 
 
 def tracked_keys() -> int:
@@ -104,61 +112,27 @@ class Waiter:
         self.close()
 
 
-# -- Postgres LISTEN ---------------------------------------------------------------------
+# -- Postgres LISTEN: one listener per database, relaying into the wake-ups here ------
 
-_listeners: dict[str, _Listener] = {}
+_listeners: dict[str, Listener] = {}
 _listeners_lock = threading.Lock()
 
 
-class _Listener:
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-        self.stop = threading.Event()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="wf-listen", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        import psycopg
-
-        delay = 0.1
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute("LISTEN wf")
-                    delay = 0.1
-                    self.ready.set()
-                    notify_everyone()  # anything sent while we were away
-                    while not self.stop.is_set():
-                        for n in conn.notifies(timeout=1.0):
-                            notify_local(n.payload)
-                            if n.payload[:2] in ("q:", "w:"):  # new work, or a freed slot
-                                from ._queues import wake_dequeuers
-
-                                wake_dequeuers()
-            except Exception as e:
-                if self.stop.is_set():
-                    return
-                log.debug("wf listener: %s", e)
-                self.stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+def _relay(payload: str) -> None:
+    notify_local(payload)
+    if payload[:2] in ("q:", "w:"):  # new work, or a freed slot
+        wake_dequeuers()
 
 
 def ensure_listener(url: str) -> None:
-    """Start (once per database) the thread that relays Postgres notifications."""
-    if not url.startswith("postgresql"):
+    """Start (once per database) the thread that relays Postgres notifications;
+    on (re)connect everyone re-checks (anything sent meanwhile was lost)."""
+    if not dialect_for(url).listens:
         return
     with _listeners_lock:
-        if url in _listeners and _listeners[url].thread.is_alive():
+        if url in _listeners and _listeners[url].is_alive():
             return
-        import sqlalchemy as sa
-
-        conninfo = (
-            sa.engine.make_url(url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
-        listener = _listeners[url] = _Listener(conninfo)
+        listener = _listeners[url] = start_listener(url, _relay, notify_everyone)
     listener.ready.wait(2.0)
 
 
@@ -167,8 +141,7 @@ def stop_listeners() -> None:
         items = list(_listeners.values())
         _listeners.clear()
     for lst in items:
-        lst.stop.set()
+        lst.stop()
     deadline = time.monotonic() + 2
     for lst in items:
-        with contextlib.suppress(Exception):
-            lst.thread.join(max(0.0, deadline - time.monotonic()))
+        lst.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,152 @@
+"""The composition root: the process's executor. ``launch`` builds the
+worker's Executor from the configuration and starts it; calls made in this
+process find it here (``for_call``: inside a workflow, the executor running
+it); management calls without an executor use a lightweight ``client``.
+Nothing below the public API imports this module: the executor is passed
+down."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
+from ._context import current
+from ._core.wakeups import stop_listeners
+from ._errors import WfError, _OwnershipLost
+from ._sysdb import SystemDatabase
+from ._worker.executor import Executor
+
+# -- the process's executor ---------------------------------------------------------
+
+_lock = threading.RLock()
+_executor: Executor | None = None
+_configured: _config.Config | None = None
+_client: SystemDatabase | None = None
+
+
+def configure(database_url: str | None = None, app_database_url: str | None = None) -> None:
+    """Set the database URLs used by later calls, without starting anything."""
+    global _configured, _client
+    cfg = _config.resolve(database_url, app_database_url)
+    with _lock:
+        _configured = cfg
+        if _client is not None:
+            _client.dispose()
+            _client = None
+
+
+def _config_now() -> _config.Config:
+    return _configured or _config.resolve()
+
+
+def launch(
+    database_url: str | None = None,
+    app_database_url: str | None = None,
+    executor_id: str | None = None,
+    *,
+    queues: list[str] | None = None,
+    concurrency: int | None = None,
+    worker: bool = False,
+    recovery: bool = True,
+) -> None:
+    """Start this process's executor: migrations, heartbeats, recovery, queues, schedules.
+
+    ``queues``: None serves the queues this process declares (every queue in
+    the database with ``worker``); a list serves exactly those; [] none.
+    ``recovery=False`` adopts no other executor's workflows (for one-shot
+    commands that should not take work they will not stay up to finish)."""
+    global _executor
+    with _lock:
+        if _executor is not None:
+            if database_url or app_database_url:
+                cfg = _config.resolve(database_url, app_database_url)
+                if cfg.database_url != _executor.config.database_url:
+                    raise WfError(
+                        "wf is already launched on another database; call wf.shutdown() first"
+                    )
+            return
+        cfg = (
+            _config.resolve(database_url, app_database_url)
+            if (database_url or app_database_url)
+            else _config_now()
+        )
+        ex = Executor(
+            cfg,
+            executor_id,
+            worker=worker,
+            queues=queues,
+            concurrency=concurrency,
+            recovery=recovery,
+        )
+        try:
+            ex.start()
+        except BaseException:
+            ex.stopping.set()
+            ex.sysdb.dispose()
+            raise
+        _executor = ex
+
+
+def shutdown() -> None:
+    """Stop the executor (if any) and close database connections."""
+    global _executor, _client
+    with _lock:
+        ex, _executor = _executor, None
+        client, _client = _client, None
+    if ex is not None:
+        ex.stop()
+    if client is not None:
+        client.dispose()
+    stop_listeners()
+
+
+def get() -> Executor:
+    """The running executor, launched from the configuration if needed."""
+    ex = _executor
+    if ex is None:
+        launch()
+        ex = _executor
+        assert ex is not None
+    return ex
+
+
+def for_call() -> Executor:
+    """The executor for a call made here: inside a workflow, the one running
+    it (a run whose executor has stopped stops too, left to recovery);
+    elsewhere the process's executor, launched if needed."""
+    ctx = current.get()
+    if ctx is not None and ctx.executor is not None:
+        ex: Executor = ctx.executor
+        if ex.stopping.is_set():
+            raise _OwnershipLost()
+        return ex
+    return get()
+
+
+def current_or_none() -> Executor | None:
+    return _executor
+
+
+def client() -> SystemDatabase:
+    """A system database for management calls: the executor's when launched,
+    else a lightweight one that starts no threads and fails fast when the
+    database is down."""
+    global _client
+    ex = _executor
+    if ex is not None:
+        return ex.sysdb
+    with _lock:
+        if _client is None:
+            cfg = _config_now()
+            db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=2)
+            db.ensure_reachable()
+            db.migrate()
+            _client = db
+        return _client
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an async workflow body to completion from a worker thread."""
+    return asyncio.run(coro)

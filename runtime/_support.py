@@ -1,0 +1,81 @@
+"""The one door from tools (the ``wf`` CLI, a future UI) into wf's internals.
+
+``wf.cli`` may import ``wf`` and this module, nothing else of wf (the import-linter
+contract "the CLI imports only wf and wf._support" in pyproject.toml enforces it).
+Everything public — errors, records, ``wf.configure``/``wf.shutdown`` — is imported
+from ``wf``; this module only names what a tool needs but workflow code should not
+see, each with why:
+
+- ``load_target``, ``import_module``: import the user's ``MODULE:FUNCTION`` or
+  ``MODULE`` (or ``path/to/file.py``) exactly as recovery does, so the CLI finds
+  the same code that wf will later re-import by the recorded module name.
+- ``dumps``: serialize a value as wf records it, so a command can reject
+  arguments or a message wf cannot store (exit 2) before anything is written.
+- ``LOG_LEVELS``: the levels a durable log line can carry (``wf logs --level``).
+- ``mask_text``: remove database passwords from a message or traceback before
+  the CLI prints it.
+- ``is_connection_error``: tell "the database cannot be reached yet" (a worker
+  waits for it) from a bad URL or bad credentials (the command fails).
+- ``executor_identity``: the launched executor's id and database, for the
+  worker's start-up line.
+- ``shutdown_if_started``: ``wf.shutdown()`` for a command on its way out,
+  without loading the runtime when the command never touched it.
+
+It stays cheap to import: only leaf modules at the top; the executor and
+SQLAlchemy are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ._config import display_url, mask_text
+from ._loader import import_module, load_target
+from ._records import LOG_LEVELS
+from ._serialization import dumps
+
+__all__ = [
+    "LOG_LEVELS",
+    "dumps",
+    "executor_identity",
+    "import_module",
+    "is_connection_error",
+    "load_target",
+    "mask_text",
+    "shutdown_if_started",
+]
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Is ``exc`` the database being unreachable (worth waiting for), rather
+    than an error in the statement, the URL or the credentials?"""
+    from ._sysdb.engine import is_connection_error as check  # SQLAlchemy: only when asked
+
+    return check(exc)
+
+
+def executor_identity() -> tuple[str, str] | None:
+    """``(executor id, database URL for humans)`` of this process's launched
+    executor, or None when wf is not launched."""
+    from ._root import current_or_none
+
+    ex = current_or_none()
+    if ex is None:
+        return None
+    return ex.executor_id, display_url(ex.config.database_url)
+
+
+def shutdown_if_started() -> None:
+    """``wf.shutdown()``, skipped when wf cannot have started anything here.
+
+    Everything ``wf.shutdown()`` releases (the executor's threads, pooled and
+    LISTEN connections, the management client) sits on SQLAlchemy or psycopg,
+    so when neither is imported there is nothing to stop, and importing the
+    runtime only to find that out would cost a command that failed early (bad
+    usage, bad input) the SQLAlchemy import. Keyed on the drivers rather than
+    on a wf module name, so it stays true however the runtime is laid out."""
+    if "sqlalchemy" not in sys.modules and "psycopg" not in sys.modules:
+        return
+    from ._root import shutdown
+
+    shutdown()

@@ -1,0 +1,114 @@
+"""Recovery: the executors' heartbeats and adopting (or re-queueing) the
+in-flight workflows of executors that died."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from .base import BaseDatabase
+from .rows import _NEVER, ClaimedRow, ExecutorRow, now_ms
+
+
+class RecoveryMixin(BaseDatabase):
+    # -- in-flight workflows -------------------------------------------------------------
+
+    def requeue_all(self, old_executor_id: str, before: int | None = None) -> list[tuple[str, str]]:
+        """Put ``old_executor_id``'s in-flight queued workflows back on their
+        queues (one recovery attempt each; past the limit they end
+        RETRIES_EXCEEDED). Returns (ID, new status) pairs."""
+        rows = self.run(
+            "requeue_all",
+            old_executor_id=old_executor_id,
+            before=before if before is not None else _NEVER,
+            now=now_ms(),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def inflight_executors(self) -> list[str]:
+        return [r[0] for r in self.run("inflight_executors") if r[0] is not None]
+
+    def inflight_names(self, executor_id: str) -> list[str]:
+        return [r[0] for r in self.run("inflight_names", executor_id=executor_id)]
+
+    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.run("inflight_of_executor", executor_id=executor_id)]
+
+    def claim_all(
+        self,
+        old_executor_id: str,
+        executor_id: str,
+        names: list[str],
+        *,
+        include_queued: bool = False,
+        before: int | None = None,
+    ) -> list[ClaimedRow]:
+        """Adopt, in one statement, every in-flight workflow of ``old_executor_id``
+        whose function is in ``names``."""
+        if not names:
+            return []
+        return self._claim(
+            "claim_all",
+            ("names",),
+            old_executor_id=old_executor_id,
+            executor_id=executor_id,
+            names=names,
+            include_queued=1 if include_queued else 0,
+            before=before if before is not None else _NEVER,
+        )
+
+    def own_stale(self, executor_id: str, before: int) -> list[str]:
+        """IDs of ``executor_id``'s in-flight workflows not updated since ``before``."""
+        return [r[0] for r in self.run("own_stale", executor_id=executor_id, before=before)]
+
+    def claim_own(
+        self, executor_id: str, ids: list[str], names: list[str], before: int
+    ) -> list[ClaimedRow]:
+        """Re-claim (counting a recovery attempt) those of ``ids`` that are
+        still this executor's, in flight and untouched since ``before``."""
+        if not ids or not names:
+            return []
+        return self._claim(
+            "claim_own",
+            ("ids", "names"),
+            executor_id=executor_id,
+            ids=ids,
+            names=names,
+            before=before,
+        )
+
+    def _claim(self, query: str, lists: tuple[str, ...], **params: Any) -> list[ClaimedRow]:
+        stmt = sa.text(self.q(query)).bindparams(
+            *(sa.bindparam(name, expanding=True) for name in lists)
+        )
+        params["now"] = now_ms()
+
+        def run() -> list[ClaimedRow]:
+            with self.transaction() as conn:
+                return [ClaimedRow(*tuple(r)) for r in conn.execute(stmt, params)]
+
+        return self.retrying(run)
+
+    # -- executors -------------------------------------------------------------------
+
+    def heartbeat(
+        self, executor_id: str, host: str, pid: int, started_at: int | None = None
+    ) -> None:
+        """Record that ``executor_id`` is alive in process ``pid`` on ``host``,
+        which started at ``started_at`` (epoch ms; default now)."""
+        now = now_ms()
+        self.run(
+            "heartbeat",
+            executor_id=executor_id,
+            host=host,
+            pid=pid,
+            started_at=now if started_at is None else started_at,
+            now=now,
+        )
+
+    def list_executors(self) -> list[ExecutorRow]:
+        return [ExecutorRow(*r) for r in self.run("list_executors")]
+
+    def delete_executor(self, executor_id: str) -> None:
+        self.run("delete_executor", executor_id=executor_id)

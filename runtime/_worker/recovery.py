@@ -1,0 +1,196 @@
+"""Recovery: adopting the in-flight workflows of dead executors (liveness by
+heartbeat, or by pid on this machine), and sweeping this executor's own
+orphans (rows a claim took whose answer was lost). A mixin of Executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._core.wakeups import wake_dequeuers
+from .._errors import ConfigurationError
+from .._liveness import HOST, pid_alive
+from .._registry import WorkflowSpec, find_or_import_workflow, find_workflow
+from .._sysdb import ClaimedRow, StepRow, SystemDatabase, now_ms
+
+log = logging.getLogger("wf")
+
+STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
+RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
+# a row of ours in flight, run by nothing here and untouched this long, was
+# claimed by a statement whose answer never reached us: run it
+ORPHAN_AFTER = max(10.0, 4 * RECOVERY_INTERVAL)
+
+
+@dataclass
+class Recovered:
+    """What a recovery pass did: the IDs of the workflows it runs, the modules
+    it imported to find their code, and what it left (ID, reason)."""
+
+    workflow_ids: list[str] = field(default_factory=list)
+    imported_modules: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Recovery:
+    # provided by Executor
+    executor_id: str
+    sysdb: SystemDatabase
+    stopping: threading.Event
+    connected_since: float
+    started_ms: int
+
+    def submit_replay(
+        self,
+        spec: WorkflowSpec,
+        workflow_id: str,
+        inputs: str,
+        deadline_ms: int | None = None,
+        recorded: dict[int, StepRow] | None = None,
+    ) -> Future[Any]:
+        raise NotImplementedError
+
+    def _runs_here(self, workflow_id: str) -> bool:
+        raise NotImplementedError
+
+    def is_dead(
+        self, executor_id: str, executors: dict[str, Any], trust_stale: bool = False
+    ) -> bool:
+        """Gone (its row removed at a clean stop), or on this machine (same
+        hostname, boot and pid namespace) with its process gone, or with a
+        stale heartbeat — which only counts once this
+        executor has itself been connected for a whole stale period, so an
+        outage that stopped everyone's heartbeats makes no one look dead."""
+        row = executors.get(executor_id)
+        if row is None:
+            return True
+        if row.host == HOST and not pid_alive(row.pid, row.started_at):
+            return True
+        stale = time.time() * 1000 - row.heartbeat_at > STALE_AFTER * 1000
+        # an outage seen by any call here counts, even one that began while
+        # this recovery pass was already under way
+        connected_since = max(self.connected_since, self.sysdb.last_outage)
+        return stale and (trust_stale or time.time() - connected_since >= STALE_AFTER)
+
+    def recover(
+        self,
+        *,
+        include_own: bool = False,
+        executor_id: str | None = None,
+        include_live: bool = False,
+        import_missing: bool = False,
+    ) -> Recovered:
+        """Adopt the in-flight workflows of dead executors (or of ``executor_id``,
+        or of every other executor with ``include_live``). Claims are atomic
+        (one UPDATE per executor), so two live executors never both adopt a
+        workflow. Queued workflows go back on their queue unless
+        ``import_missing`` (wf recover), which runs everything here."""
+        result = Recovered()
+        if self.stopping.is_set():
+            return result
+        executors = {r.executor_id: r for r in self.sysdb.list_executors()}
+        for eid in self.sysdb.inflight_executors():
+            if executor_id is not None and eid != executor_id:
+                continue
+            if eid == self.executor_id:
+                if not include_own:
+                    continue
+            elif (
+                not include_live
+                and executor_id is None
+                and not self.is_dead(eid, executors, trust_stale=import_missing)
+            ):
+                continue
+            # ours (fixed ID): only what predates this process; the rest runs here
+            before = self.started_ms if eid == self.executor_id else None
+            if not import_missing:
+                for wid, status in self.sysdb.requeue_all(eid, before):
+                    if status == "RETRIES_EXCEEDED":
+                        log.warning("wf: %s exceeded its recovery attempts", wid)
+                    else:
+                        log.info("re-enqueued %s from dead executor %s", wid, eid)
+            names = self.sysdb.inflight_names(eid)
+            for name in names:
+                if find_workflow(name) is None and import_missing:
+                    mod = name.partition(":")[0]
+                    try:
+                        find_or_import_workflow(name)
+                        if mod not in result.imported_modules:
+                            result.imported_modules.append(mod)
+                    except ConfigurationError as e:
+                        log.warning("wf recover: %s", e)
+            known = [n for n in names if find_workflow(n) is not None]
+            claimed = self.sysdb.claim_all(
+                eid, self.executor_id, known, include_queued=import_missing, before=before
+            )
+            for wid in self._run_claimed(claimed, f"from executor {eid}"):
+                result.workflow_ids.append(wid)
+            # what is left is code this process does not have: leave it for one that does
+            if eid != self.executor_id:
+                for wid, name in self.sysdb.inflight_of_executor(eid):
+                    result.skipped.append((wid, f"function {name} is not defined in this process"))
+        # queue slots held by cancelled (or resumed) rows whose run has stopped:
+        # a dead executor's runs all have; ours have when nothing here runs them
+        # (the dequeue loop frees its own at once; this catches runs started
+        # elsewhere, e.g. by the orphan sweep)
+        for eid in self.sysdb.slot_executors():
+            if eid == self.executor_id:
+                old = now_ms() - int(ORPHAN_AFTER * 1000)
+                ids = [
+                    w for w, at in self.sysdb.held_slots(eid) if at < old and not self._runs_here(w)
+                ]
+            elif (executor_id is None or eid == executor_id) and self.is_dead(
+                eid, executors, trust_stale=import_missing
+            ):
+                ids = [w for w, _ in self.sysdb.held_slots(eid)]
+            else:
+                continue
+            if ids:
+                self.sysdb.release_slots(eid, ids)
+                wake_dequeuers()
+        return result
+
+    def sweep_orphans(self) -> list[str]:
+        """Run this executor's own in-flight workflows that nothing here runs.
+
+        A dequeue or recovery claim can commit while its answer is lost with
+        the connection; the claimed rows then name this live executor, so no
+        one else adopts them and, without this sweep, no one runs them. Rows
+        are left alone until they are ``ORPHAN_AFTER`` old, far longer than
+        any claim takes to reach its submit, and claimed again by ID, so a
+        workflow that ended or was resumed meanwhile is not touched."""
+        if self.stopping.is_set():
+            return []
+        before = now_ms() - int(ORPHAN_AFTER * 1000)
+        ids = [w for w in self.sysdb.own_stale(self.executor_id, before) if not self._runs_here(w)]
+        if not ids:
+            return []
+        names = [n for n in self.sysdb.inflight_names(self.executor_id) if find_workflow(n)]
+        claimed = self.sysdb.claim_own(self.executor_id, ids, names, before)
+        # a run that began between the check and the claim cannot exist: runs
+        # here start only on rows written just now, never on a stale one
+        return self._run_claimed(claimed, "(claimed by this executor, never run)")
+
+    def _run_claimed(self, claimed: list[ClaimedRow], source: str) -> list[str]:
+        """Replay claimed workflows in the background; returns their IDs."""
+        steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
+        started = []
+        for c in claimed:
+            if c.recovery_attempts > c.max_recovery_attempts:
+                self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
+                log.warning(
+                    "wf: %s exceeded %d recovery attempts", c.workflow_id, c.max_recovery_attempts
+                )
+                continue
+            spec = find_workflow(c.name)
+            assert spec is not None
+            log.info("recovering %s (%s) %s", c.workflow_id, c.name, source)
+            recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
+            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
+            started.append(c.workflow_id)
+        return started
