@@ -21,6 +21,7 @@ from .._config import display_url
 from .._errors import DatabaseUnreachableError, WfError
 from .dialects import Dialect, PostgresDialect, dialect_for, driver_error
 from .dialects import is_integrity_error as is_integrity_error
+from .txguard import guard
 
 log = logging.getLogger("wf")
 T = TypeVar("T")
@@ -89,7 +90,8 @@ class Database:
         self.dialect = self.backend.name
         # fail-fast clients (CLI) check pooled connections before use: their
         # first statement after a database restart must not fail on a dead one
-        self.engine = self.backend.make_engine(url, pool_size, pre_ping=outage_timeout == 0)
+        # its connections refuse a user transaction's own commit (txguard)
+        self.engine = guard(self.backend.make_engine(url, pool_size, pre_ping=outage_timeout == 0))
         self.outage_timeout = outage_timeout
         self._texts: dict[str, sa.TextClause] = {}
         self._compiled: dict[str, str] = {}

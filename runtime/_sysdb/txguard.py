@@ -2,27 +2,28 @@
 
 wf commits the body's writes together with the call's record; a body that
 committed on its own (``wf.db().commit()``, ``execute(text("COMMIT"))``)
-would leave writes behind that wf then records as failed, or rolls back."""
+would leave writes behind that wf then records as failed, or rolls back.
+
+Every engine wf makes hands out ``GuardedConnection``s (a Connection that
+checks a flag in the few methods that could end a transaction), not
+SQLAlchemy event listeners: with any listener registered, SQLAlchemy runs its
+event machinery around every statement, which measurably slowed every
+transaction and (on SQLite) every recorded call."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from .._errors import WfError
 
-_FLAG = "wf_user_transaction"
-_REFUSED = "wf_refused_end"
 _ENDS_TX = re.compile(
     r"\s*(COMMIT|ROLLBACK(?!\s+TO\b)|END|ABORT|BEGIN|START\s+TRANSACTION)\b", re.I
 )
-_lock = threading.Lock()
 
 
 def _refuse(what: str) -> WfError:
@@ -32,58 +33,58 @@ def _refuse(what: str) -> WfError:
     )
 
 
-def _refused(conn: Connection, what: str) -> WfError:
-    # kept: a body that catches the refusal and returns still fails (the
-    # connection's transaction cannot be committed after it)
-    err = conn.info[_REFUSED] = _refuse(what)
-    return err
+class GuardedConnection(Connection):
+    # set while a @wf.transaction body runs on this connection; a refusal is
+    # kept so a body that catches it and returns still fails
+    _wf_user = False
+    _wf_refused: WfError | None = None
+
+    def _wf_refuse(self, what: str) -> WfError:
+        err = self._wf_refused = _refuse(what)
+        return err
+
+    def commit(self) -> None:
+        if self._wf_user:
+            raise self._wf_refuse("commit()")
+        super().commit()
+
+    def rollback(self) -> None:
+        if self._wf_user:
+            raise self._wf_refuse("rollback()")
+        super().rollback()
+
+    def exec_driver_sql(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._wf_user and isinstance(statement, str) and _ENDS_TX.match(statement):
+            raise self._wf_refuse(statement.strip().split()[0].upper())
+        return super().exec_driver_sql(statement, *args, **kwargs)
+
+    def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._wf_user:
+            sql = getattr(statement, "text", None)  # a text() clause
+            if isinstance(sql, str) and _ENDS_TX.match(sql):
+                raise self._wf_refuse(sql.strip().split()[0].upper())
+        return super().execute(statement, *args, **kwargs)
 
 
-def _in_user_code(conn: Connection) -> bool:
-    try:
-        return bool(conn.info.get(_FLAG))
-    except Exception:  # an invalidated connection (lost with its server)
-        return False
+def guard(engine: Engine) -> Engine:
+    """Make ``engine`` hand out GuardedConnections (at its creation, before
+    any connection exists)."""
+    engine._connection_cls = GuardedConnection
+    return engine
 
 
-def _on_commit(conn: Connection) -> None:
-    if _in_user_code(conn):
-        raise _refused(conn, "commit()")
-
-
-def _on_rollback(conn: Connection) -> None:
-    if _in_user_code(conn):
-        raise _refused(conn, "rollback()")
-
-
-def _on_execute(
-    conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool
-) -> None:
-    if _in_user_code(conn) and _ENDS_TX.match(statement):
-        raise _refused(conn, statement.strip().split()[0].upper())
-
-
-def _install(engine: Engine) -> None:
-    if event.contains(engine, "commit", _on_commit):
-        return
-    with _lock:
-        if not event.contains(engine, "commit", _on_commit):
-            event.listen(engine, "rollback", _on_rollback)
-            event.listen(engine, "before_cursor_execute", _on_execute)
-            event.listen(engine, "commit", _on_commit)
-
-
-@contextlib.contextmanager
+@contextmanager
 def user_transaction(conn: Connection) -> Iterator[None]:
     """While the user's body runs on ``conn``, refuse what would end its transaction."""
-    _install(conn.engine)
-    conn.info[_FLAG] = True
-    refused = None
+    if not isinstance(conn, GuardedConnection):  # an engine wf did not make
+        yield
+        return
+    conn._wf_user = True
+    conn._wf_refused = None
     try:
         yield
     finally:
-        with contextlib.suppress(Exception):  # invalidated with its server: nothing to clear
-            conn.info.pop(_FLAG, None)
-            refused = conn.info.pop(_REFUSED, None)
+        conn._wf_user = False
+    refused, conn._wf_refused = conn._wf_refused, None
     if refused is not None:
         raise refused
