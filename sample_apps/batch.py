@@ -11,8 +11,12 @@ IDs derive from its own ID and the call's position) and finishes gathering.
 Run it::
 
     python -m sample_apps.batch 12            # in this process
+    wf worker sample_apps.batch &             # a worker serves the queue, then:
     wf start sample_apps.batch:make_thumbnails 12
     wf start --detach sample_apps.batch:make_thumbnails 40 && wf worker sample_apps.batch
+
+(``wf start`` alone waits for ever here: a one-shot command serves no queue,
+so the children it enqueues need a worker.)
 """
 
 from __future__ import annotations
