@@ -24,6 +24,21 @@ WORKFLOW_COLUMNS = (
     "started_at, deadline, timeout_ms, not_before, slot_held"
 )
 
+# A call's record, written only while its workflow is in the given state
+# under this executor (the row is read FOR SHARE on Postgres, so a claim
+# cannot interleave with the check and the write).
+_RECORD_STEP_WHILE = """
+        INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
+            started_at, ended_at)
+        SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
+            CAST(:kind AS TEXT), CAST(:output AS TEXT), CAST(:error AS TEXT),
+            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :workflow_id AND status = '%s' AND executor_id = :executor_id
+            {for_share})
+        ON CONFLICT (workflow_id, position) DO NOTHING"""
+
 Q: dict[str, str] = {
     # -- schema ---------------------------------------------------------------
     "create_version_table": "CREATE TABLE IF NOT EXISTS {s}{version_table} (version INTEGER NOT NULL)",
@@ -144,30 +159,10 @@ Q: dict[str, str] = {
     # -- steps --------------------------------------------------------------------
     # One round trip: the write happens only while this executor still owns the
     # running workflow, which folds the cancellation and ownership checks in.
-    "record_step": """
-        INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
-            started_at, ended_at)
-        SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
-            CAST(:kind AS TEXT), CAST(:output AS TEXT), CAST(:error AS TEXT),
-            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT)
-        WHERE EXISTS (
-            SELECT 1 FROM {s}workflows
-            WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id
-            {for_share})
-        ON CONFLICT (workflow_id, position) DO NOTHING""",
+    "record_step": _RECORD_STEP_WHILE % "PENDING",
     # a call that completed while its workflow was being cancelled: kept, so a
     # resume replays it instead of running it again
-    "record_step_cancelled": """
-        INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
-            started_at, ended_at)
-        SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
-            CAST(:kind AS TEXT), CAST(:output AS TEXT), CAST(:error AS TEXT),
-            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT)
-        WHERE EXISTS (
-            SELECT 1 FROM {s}workflows
-            WHERE workflow_id = :workflow_id AND status = 'CANCELLED' AND executor_id = :executor_id
-            {for_share})
-        ON CONFLICT (workflow_id, position) DO NOTHING""",
+    "record_step_cancelled": _RECORD_STEP_WHILE % "CANCELLED",
     # the set_event calls copied into a restarted workflow, in call order
     "copied_event_sets": """
         SELECT output FROM {s}steps
