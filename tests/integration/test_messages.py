@@ -246,6 +246,14 @@ def test_async_messages_and_events_are_recorded_once(launched: str) -> None:
         with wf.set_workflow_id("a-partner"):
             partner = asyncio.create_task(async_partner("a-pinger"))
             await asyncio.sleep(0)
+        # the pinger's first call sends to the partner: it must be recorded
+        # by then (a send to an unknown workflow fails)
+        while True:
+            try:
+                wf.retrieve("a-partner")
+                break
+            except wf.WorkflowNotFoundError:
+                await asyncio.sleep(0.01)
         with wf.set_workflow_id("a-pinger"):
             pinger = await async_pinger("a-partner")
         return await partner, pinger
