@@ -23,8 +23,6 @@ log = logging.getLogger("wf")
 
 # at most this many past ticks of one schedule are started after an outage
 CATCH_UP = 100
-_schedules = declared_schedules
-_changed = schedules_changed
 
 
 def start_scheduler(ex: Executor) -> None:
@@ -42,10 +40,10 @@ def _loop(ex: Executor) -> None:
 
     nexts: dict[int, datetime] = {}
     while not ex.stopping.is_set():
-        _changed.clear()
+        schedules_changed.clear()
         now = datetime.now(UTC)
         soonest = 60.0
-        for i, (cron, fn) in enumerate(list(_schedules)):
+        for i, (cron, fn) in enumerate(list(declared_schedules)):
             nxt = nexts.get(i)
             if nxt is None:
                 nxt = nexts[i] = croniter(cron, now).get_next(datetime)
@@ -60,7 +58,7 @@ def _loop(ex: Executor) -> None:
                 # out an outage is followed by the ticks that came due meanwhile
                 nxt = nexts[i] = _after(cron, nxt, datetime.now(UTC))
             soonest = min(soonest, (nxt - now).total_seconds())
-        if ex.stopping.wait(max(0.01, soonest)) or _changed.is_set():
+        if ex.stopping.wait(max(0.01, soonest)) or schedules_changed.is_set():
             continue
     time.sleep(0)
 

@@ -26,7 +26,6 @@ _pinned: dict[str, str] = {}  # workflow ID -> queue
 _pinned_lock = threading.Lock()
 POLL_INTERVAL = 0.2
 DEFAULT_WORKER_CONCURRENCY = 16
-_declared = declared_queues
 
 
 def take_here(workflow_id: str, queue: str) -> None:
@@ -46,7 +45,7 @@ def start_workers(ex: Executor) -> None:
 def _served(ex: Executor) -> list[str]:
     if ex.queue_names is not None:
         return sorted(set(ex.queue_names))
-    names = set(_declared)
+    names = set(declared_queues)
     if ex.worker:
         names |= set(ex.sysdb.queue_names())
     return sorted(names)
@@ -76,15 +75,15 @@ def _dequeue_loop(ex: Executor) -> None:
             with _pinned_lock:
                 pinned = dict(_pinned)
             extra = sorted({qn for qn in pinned.values() if qn not in served})
-            if (extra or set(served) - set(_declared)) and time.monotonic() - recorded_at > 2:
+            if (extra or set(served) - set(declared_queues)) and time.monotonic() - recorded_at > 2:
                 # limits of queues not declared here, as their declarers recorded them
                 recorded, recorded_at = ex.sysdb.recorded_queues(), time.monotonic()
             took: set[str] = set()
             for name in served + extra:
                 only = None if name in served else [w for w, qn in pinned.items() if qn == name]
-                q = _declared.get(name) or recorded.get(name)
-                if name in _declared and name not in published:
-                    ex.sysdb.upsert_queue(_declared[name].info())
+                q = declared_queues.get(name) or recorded.get(name)
+                if name in declared_queues and name not in published:
+                    ex.sysdb.upsert_queue(declared_queues[name].info())
                     published.add(name)
                 limit = (
                     (q.worker_concurrency if q else None)
