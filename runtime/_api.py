@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _root
 from ._context import take_assigned_id, workflow_here
 from ._core import (
+    BY_API,
     ChildSlot,
     cancel_tree,
     check_determinism,
@@ -138,16 +139,13 @@ def retrieve(workflow_id: str) -> WorkflowHandle:
 # -- managing ----------------------------------------------------------------------------------
 
 
-# the executor's deadline sweep cancels through the same path
-cancel_in = cancel_tree
-
-
-def cancel(workflow_id: str) -> None:
-    """Cancel a workflow (and its children). It stops before its next call."""
+def cancel(workflow_id: str, *, reason: str | None = None) -> None:
+    """Cancel a workflow (and its children). It stops before its next call.
+    ``reason`` is recorded (``cancel_reason``; default "wf.cancel")."""
     db = _root.client()
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
-    cancel_tree(db, workflow_id)
+    cancel_tree(db, workflow_id, reason or BY_API)
 
 
 def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
@@ -359,7 +357,7 @@ def schema_status(database_url: str | None = None) -> SchemaStatus:
     cfg = _config.resolve(database_url) if database_url else _root._config_now()
     db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
     try:
-        db.ensure_reachable()
+        db.ensure_reachable(create=False)  # a status creates nothing
         return SchemaStatus(
             _config.display_url(cfg.database_url), db.schema_version(), LATEST_VERSION
         )

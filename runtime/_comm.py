@@ -97,7 +97,11 @@ def _sleep(slot: Slot | None, seconds: float) -> None:
 
 
 def _recorded_write(
-    slot: Slot, name: str, kind: str, write: Callable[[Any, Any], str | None]
+    slot: Slot,
+    name: str,
+    kind: str,
+    write: Callable[[Any, Any], str | None],
+    detail: str | None = None,
 ) -> Any:
     """A workflow's write (``write(executor, conn)`` → the call's recorded
     output) and its record in one transaction, so it happens exactly once: a
@@ -126,6 +130,7 @@ def _recorded_write(
                     error,
                     started,
                     conn=conn,
+                    detail=detail,
                 ):
                     raise NotRecorded()
         except NotRecorded:
@@ -152,6 +157,14 @@ def send(
     _send(_reserve("send", "send"), destination_id, payload, topic, idempotency_key)
 
 
+def send_from_outside(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> bool:
+    """``send`` from outside any workflow; False when this idempotency key
+    was sent to that workflow before (nothing is sent again)."""
+    return _send(None, destination_id, dumps(message), topic, idempotency_key)
+
+
 def _no_workflow(workflow_id: str) -> WorkflowNotFoundError:
     return WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
 
@@ -162,14 +175,17 @@ def _send(
     payload: str,
     topic: str | None,
     idempotency_key: str | None,
-) -> None:
+) -> bool:
+    """Send it; False when the idempotency key was used before (from outside
+    a workflow; a workflow's send is recorded and so happens once anyway)."""
     t = _topic(topic)
+    fresh = True
     if slot is None:
         db = _root.client()
         if db.get_outcome(destination_id) is None:
             raise _no_workflow(destination_id)
         with db.transaction() as conn:
-            db.insert_message(destination_id, t, payload, idempotency_key, conn)
+            fresh = db.insert_message(destination_id, t, payload, idempotency_key, conn)
     else:
 
         def write(ex: Any, conn: Any) -> str:
@@ -179,8 +195,11 @@ def _send(
             ex.sysdb.insert_message(destination_id, t, payload, idempotency_key, conn)
             return "null"
 
-        _recorded_write(slot, "send", "send", write)
-    notify_local(wake_key("m", destination_id, t))
+        detail = f"to {destination_id}" + (f" topic {t}" if t else "")
+        _recorded_write(slot, "send", "send", write, detail)
+    if fresh:
+        notify_local(wake_key("m", destination_id, t))
+    return fresh
 
 
 def recv(topic: str | None = None, timeout: float = 60) -> Any:
@@ -219,6 +238,7 @@ def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
                             None,
                             started,
                             conn=conn,
+                            detail=f"topic {t}" if t else None,
                         ):
                             raise NotRecorded()
                         return loads(out)
@@ -266,7 +286,7 @@ def _set_event(slot: Slot | None, key: str, value: Any) -> None:
             ex.sysdb.set_event(workflow_id, k, payload, conn=conn)
             return event_record(k, payload)
 
-        _recorded_write(slot, "set_event", "event", write)
+        _recorded_write(slot, "set_event", "event", write, f"key {k}")
     notify_local(wake_key("e", workflow_id, k))
 
 
@@ -304,7 +324,10 @@ def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) ->
     out = value if value is not None else "null"
     if slot is not None:
         ex, ctx, pos, _ = slot
-        found = record(ex, ctx, pos, Finished("get_event", "event", out, None, started))
+        detail = f"{workflow_id} key {key}"
+        found = record(
+            ex, ctx, pos, Finished("get_event", "event", out, None, started, detail=detail)
+        )
         if found is not None:
             return replay(ctx, pos, found, "get_event", "event")
     return loads(out)

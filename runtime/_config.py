@@ -14,22 +14,53 @@ from ._errors import ConfigurationError
 DEFAULT_URL = "sqlite:///wf.sqlite"
 
 
+# where a URL came from (Config.*_source), as `wf db status` names it
+SOURCE_ARGUMENT = "argument"  # wf.configure(database_url=...) or the CLI's --db
+SOURCE_ENV = "environment"  # WF_DATABASE_URL / WF_APP_DATABASE_URL
+SOURCE_PYPROJECT = "pyproject"  # [tool.wf] in ./pyproject.toml
+SOURCE_DEFAULT = "default"  # sqlite:///wf.sqlite, or the system database for the app's
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
     app_database_url: str
+    database_url_source: str = SOURCE_DEFAULT
+    app_database_url_source: str = SOURCE_DEFAULT
 
 
 def _pyproject_settings() -> dict[str, object]:
+    """``[tool.wf]`` of ./pyproject.toml; a file that is not valid TOML is a
+    ConfigurationError naming it and the line (silently falling back to the
+    default database would hide the mistake)."""
     path = Path.cwd() / "pyproject.toml"
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-    section = data.get("tool", {}).get("wf", {})
-    return section if isinstance(section, dict) else {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"cannot read {path}: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigurationError(f"{path} is not valid TOML: {_toml_problem(e)}") from None
+    tool = data.get("tool", {})
+    section = tool.get("wf", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"{path}: [tool.wf] must be a table")
+    return section
+
+
+_TOML_WHERE = re.compile(r"^(.*?)\s*\(at line (\d+), column (\d+)\)$")
+
+
+def _toml_problem(e: tomllib.TOMLDecodeError) -> str:
+    """``line 3, column 9: Expected ']' ...`` from tomllib's message."""
+    text = str(e)
+    m = _TOML_WHERE.match(text)
+    if m is None:
+        return text
+    return f"line {m.group(2)}, column {m.group(3)}: {m.group(1)}"
 
 
 def resolve(database_url: str | None = None, app_database_url: str | None = None) -> Config:
@@ -43,16 +74,28 @@ def resolve(database_url: str | None = None, app_database_url: str | None = None
         v = settings.get(key)
         return str(v) if v else None
 
-    url = (
-        database_url or os.environ.get("WF_DATABASE_URL") or setting("database_url") or DEFAULT_URL
+    url, source = _first(
+        (database_url, SOURCE_ARGUMENT),
+        (os.environ.get("WF_DATABASE_URL"), SOURCE_ENV),
+        (lambda: setting("database_url"), SOURCE_PYPROJECT),
+        (DEFAULT_URL, SOURCE_DEFAULT),
     )
-    app = (
-        app_database_url
-        or os.environ.get("WF_APP_DATABASE_URL")
-        or setting("app_database_url")
-        or url
+    app, app_source = _first(
+        (app_database_url, SOURCE_ARGUMENT),
+        (os.environ.get("WF_APP_DATABASE_URL"), SOURCE_ENV),
+        (lambda: setting("app_database_url"), SOURCE_PYPROJECT),
+        (url, SOURCE_DEFAULT),
     )
-    return Config(normalize_url(url), normalize_url(app))
+    return Config(normalize_url(url), normalize_url(app), source, app_source)
+
+
+def _first(*candidates: tuple[object, str]) -> tuple[str, str]:
+    """The first non-empty value (a callable is asked only when reached) and its source."""
+    for value, source in candidates:
+        v = value() if callable(value) else value
+        if v:
+            return str(v), source
+    raise AssertionError("the last candidate is always set")  # pragma: no cover
 
 
 _SCHEMES = ("postgresql", "postgres", "sqlite")
@@ -90,7 +133,9 @@ def normalize_url(url: str) -> str:
 
 
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&\s]*)", re.IGNORECASE)
+# the value ends at the next parameter, a blank, a quote or bracket, or a ":"
+# right before one of those (the separator of "URL: message", not the password's)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&\s'\")]*?)(?=&|:?(?:[\s'\")]|$))", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:

@@ -26,6 +26,7 @@ class StepState:
     # inside a transaction, log rows wait here and are written after it ends:
     # written beside it they would queue behind its own write lock on SQLite
     held_logs: list[tuple[Any, ...]] | None = None
+    attempts: int = 1  # a retried step's attempt number, recorded with it
 
 
 _step: ContextVar[StepState | None] = ContextVar("wf_step", default=None)

@@ -223,7 +223,7 @@ def step(
                     return replay(ctx, pos, rec, sname, "step")
                 started = now_ms()
                 value, exc = None, None
-                with in_step(sname, pos):
+                with in_step(sname, pos) as state:
                     try:
                         with call_span("step", sname, ctx.workflow_id, pos):
                             value = await run_with_retries_async(
@@ -232,7 +232,18 @@ def step(
                     except Exception as e:
                         exc = e
                 return await asyncio.to_thread(
-                    step_record, ex, ctx, pos, sname, "step", started, value, exc
+                    functools.partial(
+                        step_record,
+                        ex,
+                        ctx,
+                        pos,
+                        sname,
+                        "step",
+                        started,
+                        value,
+                        exc,
+                        attempts=state.attempts,
+                    )
                 )
 
             return cast(F, _mark(awrapper, f, "step", sname))
@@ -247,7 +258,8 @@ def step(
                 return replay(ctx, pos, rec, sname, "step")
             started = now_ms()
             value, exc = None, None
-            token = _step.set(StepState(sname, pos))  # (no context manager: the hot path)
+            state = StepState(sname, pos)
+            token = _step.set(state)  # (no context manager: the hot path)
             try:
                 with call_span("step", sname, ctx.workflow_id, pos):
                     value = run_with_retries(ex, policy, sname, lambda: f(*args, **kwargs))
@@ -255,7 +267,9 @@ def step(
                 exc = e
             finally:
                 _step.reset(token)
-            return step_record(ex, ctx, pos, sname, "step", started, value, exc)
+            return step_record(
+                ex, ctx, pos, sname, "step", started, value, exc, attempts=state.attempts
+            )
 
         return cast(F, _mark(swrapper, f, "step", sname))
 

@@ -35,6 +35,10 @@ class DatabaseUnreachableError(WfError):
     """The system database cannot be reached."""
 
 
+class NoDatabaseError(DatabaseUnreachableError):
+    """A read found no wf database (or no wf schema) at the URL; reads never create one."""
+
+
 class ConfigurationError(WfError):
     """Bad configuration: a malformed URL, an unknown option value."""
 

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import _root
 from ._errors import (
     ConfigurationError,
     WorkflowNotFoundError,
 )
-from ._records import LOG_LEVELS, LogRecord, QueueInfo, Status, StepInfo, WorkflowInfo
+from ._liveness import HOST, pid_alive
+from ._records import (
+    LOG_LEVELS,
+    EventInfo,
+    ExecutorInfo,
+    LogRecord,
+    QueueInfo,
+    ScheduleInfo,
+    Status,
+    StepInfo,
+    WorkflowInfo,
+)
 from ._serialization import loads, loads_error_info
 from ._sysdb import StepRow, WorkflowRow
-
-if TYPE_CHECKING:
-    pass
+from ._worker.recovery import STALE_AFTER
 
 
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def workflow_info(row: WorkflowRow) -> WorkflowInfo:
+def workflow_info(row: WorkflowRow, child_count: int | None = None) -> WorkflowInfo:
     created = _dt(row.created_at)
     updated = _dt(row.updated_at)
     assert created is not None and updated is not None
@@ -40,6 +51,12 @@ def workflow_info(row: WorkflowRow) -> WorkflowInfo:
         recovery_attempts=row.recovery_attempts,
         parent_workflow_id=row.parent_workflow_id,
         deadline=_dt(row.deadline),
+        started_at=_dt(row.started_at),
+        cancel_reason=row.cancel_reason,
+        forked_from=row.forked_from,
+        forked_from_step=None if row.forked_from_step is None else row.forked_from_step + 1,
+        app_version=row.app_version,
+        child_count=child_count,
     )
 
 
@@ -74,6 +91,28 @@ def _ms(t: datetime | None) -> int | None:
     return int(t.timestamp() * 1000)
 
 
+def _filters(
+    status: str | list[str] | tuple[str, ...] | None,
+    name: str | None,
+    queue: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    parent: str | None,
+    top_level: bool,
+) -> dict[str, Any]:
+    if queue is not None and not queue.strip():
+        raise ConfigurationError("a queue name must not be empty")
+    return dict(
+        statuses=_check_statuses(status),
+        name=name or None,
+        queue=queue,
+        since=_ms(since),
+        until=_ms(until),
+        parent_workflow_id=parent,
+        top_level=top_level,
+    )
+
+
 def list_workflows(
     status: str | list[str] | None = None,
     name: str | None = None,
@@ -82,21 +121,38 @@ def list_workflows(
     until: datetime | None = None,
     limit: int | None = 20,
     offset: int = 0,
+    *,
+    parent: str | None = None,
+    top_level: bool = False,
+    child_counts: bool = False,
 ) -> list[WorkflowInfo]:
-    """Recorded workflows, newest first."""
-    statuses = _check_statuses(status)
+    """Recorded workflows, newest first. ``parent``: only that workflow's
+    children; ``top_level``: only workflows that are nobody's child;
+    ``child_counts``: fill each one's ``child_count``."""
+    filters = _filters(status, name, queue, since, until, parent, top_level)
     if limit is not None and limit < 0 or offset < 0:
         raise ConfigurationError("limit and offset must be >= 0")
-    rows = _root.client().list_workflows(
-        statuses=statuses,
-        name=name,
-        queue=queue,
-        since=_ms(since),
-        until=_ms(until),
-        limit=limit,
-        offset=offset,
-    )
-    return [workflow_info(r) for r in rows]
+    db = _root.client()
+    rows = db.list_workflows(limit=limit, offset=offset, **filters)
+    if not child_counts:
+        return [workflow_info(r) for r in rows]
+    counts = db.child_counts([r.workflow_id for r in rows])
+    return [workflow_info(r, counts.get(r.workflow_id, 0)) for r in rows]
+
+
+def count_workflows(
+    status: str | list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    parent: str | None = None,
+    top_level: bool = False,
+) -> int:
+    """How many workflows ``list_workflows`` would list with these filters and no limit."""
+    filters = _filters(status, name, queue, since, until, parent, top_level)
+    return _root.client().count_workflows(**filters)
 
 
 def step_info(workflow_id: str, s: StepRow) -> StepInfo:
@@ -110,6 +166,8 @@ def step_info(workflow_id: str, s: StepRow) -> StepInfo:
         started_at=_dt(s.started_at),
         ended_at=_dt(s.ended_at),
         child_workflow_id=s.child_workflow_id,
+        attempts=s.attempts,
+        detail=s.detail,
     )
 
 
@@ -153,3 +211,61 @@ def list_logs(
 
 def list_queues() -> list[QueueInfo]:
     return _root.client().list_queue_infos()
+
+
+def list_events(workflow_id: str) -> list[EventInfo]:
+    """The events a workflow has set (the last value of each key), by key."""
+    db = _root.client()
+    if db.get_outcome(workflow_id) is None:
+        raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+    return [
+        EventInfo(e.key, loads(e.value), _dt(e.updated_at) or datetime.now(UTC))
+        for e in db.list_events(workflow_id)
+    ]
+
+
+def list_executors() -> list[ExecutorInfo]:
+    """The executors that have registered, with whether each is alive now."""
+    now = time.time() * 1000
+    out = []
+    for r in _root.client().list_executors():
+        alive = now - r.heartbeat_at <= STALE_AFTER * 1000 and (
+            r.host != HOST or pid_alive(r.pid, r.started_at)
+        )
+        out.append(
+            ExecutorInfo(
+                executor_id=r.executor_id,
+                host=r.host,
+                pid=r.pid,
+                started_at=_dt(r.started_at) or datetime.now(UTC),
+                heartbeat_at=_dt(r.heartbeat_at) or datetime.now(UTC),
+                alive=alive,
+                queues=None if r.queues is None else list(json.loads(r.queues)),
+            )
+        )
+    return sorted(out, key=lambda e: e.executor_id)
+
+
+def list_schedules() -> list[ScheduleInfo]:
+    """The schedules workers declared (``@wf.scheduled``), with their last
+    started tick and the next one due."""
+    from croniter import croniter
+
+    now = datetime.now(UTC)
+    out = []
+    for r in _root.client().list_schedules():
+        try:
+            nxt: datetime | None = croniter(r.cron, now).get_next(datetime)
+        except (ValueError, KeyError):
+            nxt = None
+        out.append(
+            ScheduleInfo(
+                name=r.name,
+                workflow_name=r.workflow_name,
+                cron=r.cron,
+                last_tick=_dt(r.last_tick),
+                next_tick=nxt,
+                updated_at=_dt(r.updated_at) or now,
+            )
+        )
+    return out

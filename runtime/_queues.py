@@ -31,8 +31,8 @@ class Queue:
         rate_limit: tuple[int, float] | None = None,
         priority: bool = False,
     ) -> None:
-        if not name:
-            raise ConfigurationError("a queue needs a name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigurationError(f"a queue needs a name (got {name!r})")
         for label, v in (("concurrency", concurrency), ("worker_concurrency", worker_concurrency)):
             if v is not None and v < 1:
                 raise ConfigurationError(f"{label} must be >= 1")

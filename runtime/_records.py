@@ -44,6 +44,12 @@ class WorkflowInfo:
     recovery_attempts: int
     parent_workflow_id: str | None = None
     deadline: datetime | None = None
+    started_at: datetime | None = None  # when its current run began; None while queued
+    cancel_reason: str | None = None  # why it was cancelled (wf.cancel's reason, a timeout, ...)
+    forked_from: str | None = None  # the workflow a restart copied
+    forked_from_step: int | None = None  # the calls before this position (from 1) were copied
+    app_version: str | None = None
+    child_count: int | None = None  # filled by list_workflows(child_counts=True)
 
     @property
     def function(self) -> str:
@@ -66,6 +72,8 @@ class StepInfo:
     started_at: datetime | None
     ended_at: datetime | None
     child_workflow_id: str | None = None
+    attempts: int = 1  # a retried step's attempts
+    detail: str | None = None  # recv: its topic; an event: its key; send: where to
 
 
 @dataclass(frozen=True)
@@ -94,3 +102,31 @@ class SchemaStatus:
     url: str  # password masked
     current_version: int
     latest_version: int
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    key: str
+    value: Any
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    executor_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    alive: bool  # its heartbeat is fresh (and, on this machine, its process runs)
+    queues: list[str] | None  # the queues it dequeues from; None: every queue
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    name: str
+    workflow_name: str
+    cron: str
+    last_tick: datetime | None
+    next_tick: datetime | None
+    updated_at: datetime

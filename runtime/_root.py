@@ -24,14 +24,21 @@ _lock = threading.RLock()
 _executor: Executor | None = None
 _configured: _config.Config | None = None
 _client: SystemDatabase | None = None
+# may management calls create the database and schema? (reading tools: no)
+_create = True
 
 
-def configure(database_url: str | None = None, app_database_url: str | None = None) -> None:
-    """Set the database URLs used by later calls, without starting anything."""
-    global _configured, _client
+def configure(
+    database_url: str | None = None, app_database_url: str | None = None, *, create: bool = True
+) -> None:
+    """Set the database URLs used by later calls, without starting anything.
+    ``create=False``: management calls (list, status, cancel, send, ...) never
+    create the database or the schema; a missing one is NoDatabaseError."""
+    global _configured, _client, _create
     cfg = _config.resolve(database_url, app_database_url)
     with _lock:
         _configured = cfg
+        _create = create
         if _client is not None:
             _client.dispose()
             _client = None
@@ -141,8 +148,15 @@ def client() -> SystemDatabase:
         if _client is None:
             cfg = _config_now()
             db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=2)
-            db.ensure_reachable()
-            db.migrate()
+            try:
+                if _create:
+                    db.ensure_reachable()
+                    db.migrate()
+                else:
+                    db.open_existing()
+            except BaseException:
+                db.dispose()
+                raise
             _client = db
         return _client
 

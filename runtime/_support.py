@@ -18,6 +18,11 @@ see, each with why:
   waits for it) from a bad URL or bad credentials (the command fails).
 - ``executor_identity``: the launched executor's id and database, for the
   worker's start-up line.
+- ``database_url_source``: where the configured system database URL came
+  from (``wf db status`` says it: a flag, the environment, pyproject.toml or
+  the default).
+- ``send_message``: ``wf.send`` from a tool, saying whether it was sent or
+  its idempotency key had been used already (``wf send`` reports which).
 - ``shutdown_if_started``: ``wf.shutdown()`` for a command on its way out,
   without loading the runtime when the command never touched it.
 
@@ -28,6 +33,7 @@ SQLAlchemy are imported inside the functions that need them.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from ._config import display_url, mask_text
 from ._loader import import_module, load_target
@@ -36,12 +42,14 @@ from ._serialization import dumps
 
 __all__ = [
     "LOG_LEVELS",
+    "database_url_source",
     "dumps",
     "executor_identity",
     "import_module",
     "is_connection_error",
     "load_target",
     "mask_text",
+    "send_message",
     "shutdown_if_started",
 ]
 
@@ -63,6 +71,24 @@ def executor_identity() -> tuple[str, str] | None:
     if ex is None:
         return None
     return ex.executor_id, display_url(ex.config.database_url)
+
+
+def send_message(
+    destination_id: str, message: Any, topic: str | None = None, idempotency_key: str | None = None
+) -> bool:
+    """Send from outside a workflow; False when ``idempotency_key`` was already
+    sent to that workflow (nothing is sent twice)."""
+    from ._comm import send_from_outside
+
+    return send_from_outside(destination_id, message, topic, idempotency_key)
+
+
+def database_url_source() -> str:
+    """Where the configured system database URL came from: ``argument``,
+    ``environment``, ``pyproject`` or ``default`` (``_config.SOURCE_*``)."""
+    from ._root import _config_now
+
+    return _config_now().database_url_source
 
 
 def shutdown_if_started() -> None:

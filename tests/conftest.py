@@ -164,6 +164,7 @@ def _shutdown_wf() -> None:
     executor_module = sys.modules.get("wf._root")
     if executor_module is not None and hasattr(executor_module, "_configured"):
         vars(executor_module)["_configured"] = None
+        vars(executor_module)["_create"] = True
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ and the public API import it. Its executor is passed in (``Runtime``)."""
 
 from .._sysdb import wake_key
 from .calls import RetryPolicy, run_transaction, run_with_retries, run_with_retries_async
-from .control import cancel_tree, check_live
+from .control import BY_API, TIMED_OUT, cancel_tree, check_live
 from .recording import (
     Finished,
     NotRecorded,
@@ -51,6 +51,8 @@ __all__ = [
     "Runtime",
     "Started",
     "Waiter",
+    "BY_API",
+    "TIMED_OUT",
     "begin_call",
     "begin_workflow",
     "cancel_tree",

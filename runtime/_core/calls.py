@@ -69,6 +69,8 @@ class RetryPolicy:
 def run_with_retries(
     ex: Runtime | None, policy: RetryPolicy, name: str, call: Callable[[], Any]
 ) -> Any:
+    """``call()`` under ``policy``; the running step's state counts the attempts."""
+    state = current_step() if ex is not None else None
     attempt = 0
     while True:
         try:
@@ -82,11 +84,14 @@ def run_with_retries(
             if ex is None:
                 time.sleep(delay)
             attempt += 1
+            if state is not None:
+                state.attempts = attempt + 1
 
 
 async def run_with_retries_async(
     ex: Runtime | None, policy: RetryPolicy, name: str, call: Callable[[], Any]
 ) -> Any:
+    state = current_step() if ex is not None else None
     attempt = 0
     while True:
         try:
@@ -105,6 +110,8 @@ async def run_with_retries_async(
                     break
                 await asyncio.sleep(min(left, 0.1))
             attempt += 1
+            if state is not None:
+                state.attempts = attempt + 1
 
 
 # -- transactions ------------------------------------------------------------------------------

@@ -27,20 +27,26 @@ log = logging.getLogger("wf")
 # -- cancellation and deadlines ---------------------------------------------------------------
 
 
-def cancel_tree(db: SystemDatabase, workflow_id: str) -> None:
-    """Cancel a workflow and, recursively, its children; runs in this process
-    see it before their next call (other processes through NOTIFY)."""
-    todo = [workflow_id]
+# the recorded reasons of cancels wf makes itself (a user's wf.cancel gives its own)
+TIMED_OUT = "timeout: the workflow's deadline passed"
+BY_API = "wf.cancel"
+
+
+def cancel_tree(db: SystemDatabase, workflow_id: str, reason: str = BY_API) -> None:
+    """Cancel a workflow and, recursively, its children, recording why; runs
+    in this process see it before their next call (other processes through
+    NOTIFY)."""
+    todo = [(workflow_id, reason)]
     seen: set[str] = set()
     while todo:
-        wid = todo.pop()
+        wid, why = todo.pop()
         if wid in seen:
             continue
         seen.add(wid)
-        db.cancel_workflow(wid)
+        db.cancel_workflow(wid, why)
         notify_local(wake_key("w", wid))
         notify_local(wake_key("c", wid))
-        todo.extend(db.children_of(wid))
+        todo.extend((child, f"parent {wid} was cancelled") for child in db.children_of(wid))
 
 
 def check_live(ex: Runtime, ctx: WorkflowContext) -> None:
@@ -51,7 +57,7 @@ def check_live(ex: Runtime, ctx: WorkflowContext) -> None:
     if ctx.cancelled:  # the body caught the cancellation and called on
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
     if ctx.deadline_ms is not None and now_ms() > ctx.deadline_ms:
-        cancel_tree(ex.sysdb, ctx.workflow_id)
+        cancel_tree(ex.sysdb, ctx.workflow_id, TIMED_OUT)
         ctx.cancelled = True
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} timed out")
     watch = ctx.cancel_watch

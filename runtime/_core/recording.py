@@ -72,6 +72,8 @@ class Finished:
     error: str | None
     started_at: int | None
     child_workflow_id: str | None = None
+    attempts: int = 1
+    detail: str | None = None
 
 
 def resolve_refused(sysdb: SystemDatabase, ctx: WorkflowContext) -> None:
@@ -108,6 +110,8 @@ def resolve_unrecorded(
                 finished.started_at,
                 child_workflow_id=finished.child_workflow_id,
                 cancelled=True,
+                attempts=finished.attempts,
+                detail=finished.detail,
             )
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
     if row is None or row.status != Status.PENDING or row.executor_id != ctx.executor_id:
@@ -146,6 +150,9 @@ def step_record(
     value: Any,
     exc: BaseException | None,
     ended_at: int | None = None,
+    *,
+    attempts: int = 1,
+    detail: str | None = None,
 ) -> Any:
     """Record a finished call and return its value as recorded (or raise its error)."""
     if exc is None:
@@ -156,7 +163,8 @@ def step_record(
             output, error, exc = None, dumps_error(e), e
     else:
         output, error = None, dumps_error(exc)
-    found = record(ex, ctx, pos, Finished(name, kind, output, error, started), ended_at=ended_at)
+    done = Finished(name, kind, output, error, started, attempts=attempts, detail=detail)
+    found = record(ex, ctx, pos, done, ended_at=ended_at)
     if found is not None:
         return replay(ctx, pos, found, name, kind)
     if exc is not None:
@@ -183,6 +191,8 @@ def record(
         call.started_at,
         child_workflow_id=call.child_workflow_id,
         ended_at=ended_at,
+        attempts=call.attempts,
+        detail=call.detail,
     ):
         return None
     return resolve_unrecorded(ex, ctx, pos, call)

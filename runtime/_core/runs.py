@@ -31,7 +31,7 @@ from .._registry import WorkflowSpec
 from .._serialization import dumps, dumps_error, loads, rebuild_error_json
 from .._sysdb import now_ms, wake_key
 from .._tracing import set_outcome, workflow_span
-from .control import cancel_tree
+from .control import TIMED_OUT, cancel_tree
 from .recording import (
     Finished,
     record,
@@ -194,7 +194,7 @@ def finish(ex: Runtime, ctx: WorkflowContext, value: Any, exc: BaseException | N
             and ctx.deadline_ms is not None
             and now_ms() > ctx.deadline_ms
         ):
-            cancel_tree(ex.sysdb, ctx.workflow_id)
+            cancel_tree(ex.sysdb, ctx.workflow_id, TIMED_OUT)
         out = Outcome(Status.ERROR, error=dumps_error(exc), exc=exc)
     done = ex.sysdb.finish_workflow(
         ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error

@@ -8,14 +8,24 @@ writes SQL or knows a driver."""
 from .database import AppDatabase, SystemDatabase
 from .engine import is_connection_error, is_serialization_failure
 from .listener import Listener, start_listener
-from .rows import ClaimedRow, ExecutorRow, StepRow, WorkflowRow, now_ms
+from .rows import (
+    ClaimedRow,
+    EventRow,
+    ExecutorRow,
+    ScheduleRow,
+    StepRow,
+    WorkflowRow,
+    now_ms,
+)
 from .schema import wake_key
 
 __all__ = [
     "AppDatabase",
     "ClaimedRow",
+    "EventRow",
     "ExecutorRow",
     "Listener",
+    "ScheduleRow",
     "StepRow",
     "SystemDatabase",
     "WorkflowRow",

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._config import display_url
-from .._errors import DatabaseUnreachableError
+from .._errors import DatabaseUnreachableError, NoDatabaseError
 from . import schema
 from .engine import Database, _first_line, is_connection_error
 from .queries import render
@@ -31,18 +31,39 @@ class BaseDatabase(Database):
     def run(self, query: str, /, **params: Any) -> Any:
         return self.execute(self.q(query), params)
 
-    def ensure_reachable(self) -> None:
-        """Connect once, creating the Postgres database when it is missing."""
+    def ensure_reachable(self, create: bool = True) -> None:
+        """Connect once, creating the Postgres database when it is missing
+        (``create=False``: a missing database or SQLite file is NoDatabaseError)."""
+        if not create and not self.backend.database_exists(self.url):
+            raise self.no_database()
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except Exception as e:
             if self.backend.is_missing_database(e):
+                if not create:
+                    raise self.no_database() from None
                 self._create_database()
                 return
             raise DatabaseUnreachableError(
                 f"cannot reach the database {display_url(self.url)}: {_first_line(e)}"
             ) from e
+
+    def open_existing(self) -> None:
+        """Reach a wf database without creating anything: a missing database
+        or schema is NoDatabaseError; an older schema is migrated forward
+        (that creates nothing a user could mistake for data)."""
+        self.ensure_reachable(create=False)
+        version = self.schema_version()
+        if version == 0:
+            raise self.no_database()
+        if version < len(self.migrations):
+            self.migrate()
+
+    def no_database(self) -> NoDatabaseError:
+        return NoDatabaseError(
+            f"no wf database at {display_url(self.url)} (run `wf db migrate` or start a workflow)"
+        )
 
     def _create_database(self) -> None:
         try:

@@ -131,8 +131,12 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
             "mark_retries_exceeded", workflow_id=workflow_id, executor_id=executor_id, now=now_ms()
         )
 
-    def cancel_workflow(self, workflow_id: str) -> bool:
-        return bool(self.run("cancel_workflow", workflow_id=workflow_id, now=now_ms()).rowcount)
+    def cancel_workflow(self, workflow_id: str, reason: str | None = None) -> bool:
+        return bool(
+            self.run(
+                "cancel_workflow", workflow_id=workflow_id, reason=reason, now=now_ms()
+            ).rowcount
+        )
 
     def release_cancelled_run(self, workflow_id: str, executor_id: str) -> None:
         self.run("release_cancelled_run", workflow_id=workflow_id, executor_id=executor_id)
@@ -212,6 +216,15 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                     not_before=None,
                 ),
             ).rowcount
+            if inserted:
+                conn.execute(
+                    self.text(self.q("set_forked_from")),
+                    dict(
+                        workflow_id=new_id,
+                        forked_from=row.workflow_id,
+                        forked_from_step=copy_before,
+                    ),
+                )
             if inserted and copy_before > 0:
                 conn.execute(
                     self.text(self.q("copy_steps")),
@@ -236,42 +249,17 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
     def list_workflows(
         self,
         *,
-        statuses: list[str] | None = None,
-        name: str | None = None,
-        queue: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
         limit: int | None = 20,
         offset: int = 0,
         before: tuple[int, str] | None = None,
-        parent_workflow_id: str | None = None,
+        **filters: Any,
     ) -> list[WorkflowRow]:
-        """Newest first. ``before`` is a keyset cursor (created_at, workflow_id)."""
-        filters: list[str] = []
-        params: dict[str, Any] = {}
-        if statuses:
-            filters.append("statuses")
-            params.update({f"statuses{i}": s for i, s in enumerate(statuses)})
-        if name:
-            params["name"] = name
-            if ":" in name:
-                filters.append("name")
-            else:  # the bare function name
-                filters.append("function")
-                params["name_suffix"] = like_suffix(name)
-        if queue:
-            filters.append("queue")
-            params["queue"] = queue
-        for key, bound in (("since", since), ("until", until)):
-            if bound is not None:
-                filters.append(key)
-                params[key] = bound
+        """Newest first; ``filters`` as ``count_workflows``. ``before`` is a
+        keyset cursor (created_at, workflow_id)."""
+        terms, params = _workflow_filters(**filters)
         if before is not None:
-            filters.append("before")
+            terms.append("before")
             params["b_at"], params["b_id"] = before
-        if parent_workflow_id is not None:
-            filters.append("parent")
-            params["parent"] = parent_workflow_id
         if limit is not None:
             params["limit"] = limit
         if offset:
@@ -279,12 +267,32 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         sql = render_filtered(
             "list_workflows",
             self.backend,
-            filters,
-            {"statuses": len(statuses or ())},
+            terms,
+            {"statuses": len(filters.get("statuses") or ())},
             limit=limit is not None,
             offset=bool(offset),
         )
         return [WorkflowRow(*tuple(r)) for r in self.execute(sql, params)]
+
+    def count_workflows(self, **filters: Any) -> int:
+        """How many workflows match (the filters of ``_workflow_filters``)."""
+        terms, params = _workflow_filters(**filters)
+        sql = render_filtered(
+            "count_workflows", self.backend, terms, {"statuses": len(filters.get("statuses") or ())}
+        )
+        return int(self.execute(sql, params).scalar() or 0)
+
+    def child_counts(self, workflow_ids: list[str]) -> dict[str, int]:
+        """How many children each of these workflows has (absent: none)."""
+        if not workflow_ids:
+            return {}
+        stmt = sa.text(self.q("child_counts")).bindparams(sa.bindparam("ids", expanding=True))
+
+        def run() -> list[Any]:
+            with self.connect() as conn:
+                return list(conn.execute(stmt, {"ids": workflow_ids}))
+
+        return {r[0]: int(r[1]) for r in self.retrying(run)}
 
     # -- steps ---------------------------------------------------------------------
 
@@ -302,6 +310,8 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         conn: Connection | None = None,
         ended_at: int | None = None,
         cancelled: bool = False,
+        attempts: int = 1,
+        detail: str | None = None,
     ) -> bool:
         """Record a finished call; False when not recorded (already recorded,
         or this executor no longer owns the running workflow). ``cancelled``:
@@ -317,6 +327,8 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
             child_workflow_id=child_workflow_id,
             started_at=started_at,
             ended_at=ended_at if ended_at is not None else now_ms(),
+            attempts=attempts,
+            detail=detail,
         )
         query = "record_step_cancelled" if cancelled else "record_step"
         if conn is not None:
@@ -370,3 +382,41 @@ class AppDatabase(BaseDatabase):
     def get_tx_output(self, workflow_id: str, position: int) -> tuple[bool, str | None]:
         row = self.run("get_tx_output", workflow_id=workflow_id, position=position).first()
         return (True, row[0]) if row else (False, None)
+
+
+def _workflow_filters(
+    *,
+    statuses: list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    parent_workflow_id: str | None = None,
+    top_level: bool = False,
+) -> tuple[list[str], dict[str, Any]]:
+    """The FILTERS terms of list_workflows/count_workflows and their binds."""
+    terms: list[str] = []
+    params: dict[str, Any] = {}
+    if statuses:
+        terms.append("statuses")
+        params.update({f"statuses{i}": s for i, s in enumerate(statuses)})
+    if name:
+        params["name"] = name
+        if ":" in name:
+            terms.append("name")
+        else:  # the bare function name
+            terms.append("function")
+            params["name_suffix"] = like_suffix(name)
+    if queue is not None:
+        terms.append("queue")
+        params["queue"] = queue
+    for key, bound in (("since", since), ("until", until)):
+        if bound is not None:
+            terms.append(key)
+            params[key] = bound
+    if parent_workflow_id is not None:
+        terms.append("parent")
+        params["parent"] = parent_workflow_id
+    if top_level:
+        terms.append("top_level")
+    return terms, params

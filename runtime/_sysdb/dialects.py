@@ -6,6 +6,8 @@ Database is built; nothing else in wf branches on the dialect's name."""
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -48,6 +50,11 @@ class Dialect:
     def migration_preamble(self) -> list[str]:
         """Statements run first in the migration transaction."""
         return []
+
+    def database_exists(self, url: str) -> bool:
+        """Without connecting, if that can tell: is the database there?
+        (True when only connecting can tell.)"""
+        return True
 
     def is_missing_database(self, e: BaseException) -> bool:
         return False
@@ -131,7 +138,8 @@ class PostgresDialect(Dialect):
         return ["SELECT pg_advisory_xact_lock(7262001)", "CREATE SCHEMA IF NOT EXISTS wf"]
 
     def is_missing_database(self, e: BaseException) -> bool:
-        return "does not exist" in str(e)
+        # not a missing role ('role "x" does not exist'): that database exists
+        return _MISSING_DATABASE.search(str(e)) is not None
 
     def create_database(self, url: str) -> None:
         u = sa.engine.make_url(url)
@@ -161,6 +169,9 @@ class PostgresDialect(Dialect):
 
     def is_lock_timeout(self, e: BaseException) -> bool:
         return getattr(e, "sqlstate", None) == self._LOCK_NOT_AVAILABLE
+
+
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -214,6 +225,13 @@ class SqliteDialect(Dialect):
         )
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
+
+    def database_exists(self, url: str) -> bool:
+        path = sa.engine.make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return True
+        # an empty file is no database yet (connecting would write its header)
+        return os.path.exists(path) and os.path.getsize(path) > 0
 
     def is_connection_error(self, e: BaseException) -> bool:
         msg = str(e).lower()

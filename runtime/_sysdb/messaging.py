@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from .._records import LOG_LEVELS
 from .base import BaseDatabase
 from .queries import render_filtered
-from .rows import now_ms
+from .rows import EventRow, now_ms
 
 
 class MessagingMixin(BaseDatabase):
@@ -116,3 +116,6 @@ class MessagingMixin(BaseDatabase):
             return None
         conn.execute(self.text(self.q("delete_message")), dict(message_id=row[0]))
         return str(row[1])
+
+    def list_events(self, workflow_id: str) -> list[EventRow]:
+        return [EventRow(*r) for r in self.run("list_events", workflow_id=workflow_id)]

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 WORKFLOW_COLUMNS = (
     "workflow_id, status, name, inputs, output, error, executor_id, queue, priority, dedup_id, "
     "parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at, updated_at, "
-    "started_at, deadline, timeout_ms, not_before, slot_held"
+    "started_at, deadline, timeout_ms, not_before, slot_held, cancel_reason, forked_from, "
+    "forked_from_step, app_version"
+)
+STEP_COLUMNS = (
+    "position, name, kind, output, error, child_workflow_id, started_at, ended_at, attempts, detail"
 )
 
 # A call's record, written only while its workflow is in the given state
@@ -29,10 +33,11 @@ WORKFLOW_COLUMNS = (
 # cannot interleave with the check and the write).
 _RECORD_STEP_WHILE = """
         INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
-            started_at, ended_at)
+            started_at, ended_at, attempts, detail)
         SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
             CAST(:kind AS TEXT), CAST(:output AS TEXT), CAST(:error AS TEXT),
-            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT)
+            CAST(:child_workflow_id AS TEXT), CAST(:started_at AS BIGINT), CAST(:ended_at AS BIGINT),
+            CAST(:attempts AS INTEGER), CAST(:detail AS TEXT)
         WHERE EXISTS (
             SELECT 1 FROM {s}workflows
             WHERE workflow_id = :workflow_id AND status = '%s' AND executor_id = :executor_id
@@ -123,7 +128,7 @@ Q: dict[str, str] = {
             AND name IN :names AND updated_at < :before
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "cancel_workflow": """
-        UPDATE {s}workflows SET status = 'CANCELLED', updated_at = :now
+        UPDATE {s}workflows SET status = 'CANCELLED', cancel_reason = :reason, updated_at = :now
         WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'ENQUEUED')""",
     # a cancelled run has stopped here: a resume may go ahead
     "release_cancelled_run": """
@@ -145,7 +150,7 @@ Q: dict[str, str] = {
             slot_held = CASE WHEN :keep_slot = 1 THEN slot_held
                 WHEN :status = 'PENDING' THEN 1 ELSE 0 END,
             recovery_attempts = 0, error = NULL, output = NULL, deadline = NULL,
-            started_at = :started_at, updated_at = :now, queue = :queue
+            cancel_reason = NULL, started_at = :started_at, updated_at = :now, queue = :queue
         WHERE workflow_id = :workflow_id AND status = :old_status AND status <> 'SUCCESS'
             AND COALESCE(executor_id, '') = :old_executor_id
             AND recovery_attempts = :old_attempts AND updated_at = :old_updated_at""",
@@ -156,6 +161,10 @@ Q: dict[str, str] = {
     "list_workflows": "SELECT "
     + WORKFLOW_COLUMNS
     + " FROM {s}workflows{where} ORDER BY created_at DESC, workflow_id DESC{page}",
+    "count_workflows": "SELECT COUNT(*) FROM {s}workflows{where}",
+    "child_counts": """
+        SELECT parent_workflow_id, COUNT(*) FROM {s}workflows
+        WHERE parent_workflow_id IN :ids GROUP BY parent_workflow_id""",
     # -- steps --------------------------------------------------------------------
     # One round trip: the write happens only while this executor still owns the
     # running workflow, which folds the cancellation and ownership checks in.
@@ -168,20 +177,23 @@ Q: dict[str, str] = {
         SELECT output FROM {s}steps
         WHERE workflow_id = :workflow_id AND kind = 'event' AND name = 'set_event'
         ORDER BY position""",
-    "get_steps": """
-        SELECT position, name, kind, output, error, child_workflow_id, started_at, ended_at
-        FROM {s}steps WHERE workflow_id = :workflow_id ORDER BY position""",
-    "get_steps_of": """
-        SELECT workflow_id, position, name, kind, output, error, child_workflow_id, started_at, ended_at
-        FROM {s}steps WHERE workflow_id IN :ids ORDER BY workflow_id, position""",
-    "get_step": """
-        SELECT position, name, kind, output, error, child_workflow_id, started_at, ended_at
-        FROM {s}steps WHERE workflow_id = :workflow_id AND position = :position""",
+    "get_steps": "SELECT "
+    + STEP_COLUMNS
+    + " FROM {s}steps WHERE workflow_id = :workflow_id ORDER BY position",
+    "get_steps_of": "SELECT workflow_id, "
+    + STEP_COLUMNS
+    + " FROM {s}steps WHERE workflow_id IN :ids ORDER BY workflow_id, position",
+    "get_step": "SELECT "
+    + STEP_COLUMNS
+    + " FROM {s}steps WHERE workflow_id = :workflow_id AND position = :position",
+    "set_forked_from": """
+        UPDATE {s}workflows SET forked_from = :forked_from, forked_from_step = :forked_from_step
+        WHERE workflow_id = :workflow_id""",
     "copy_steps": """
         INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
-            started_at, ended_at)
+            started_at, ended_at, attempts, detail)
         SELECT :new_workflow_id, position, name, kind, output, error, child_workflow_id,
-            started_at, ended_at
+            started_at, ended_at, attempts, detail
         FROM {s}steps WHERE workflow_id = :workflow_id AND position < :before""",
     # -- transaction outputs (application database) ----------------------------------
     "insert_tx_output": """
@@ -193,11 +205,12 @@ Q: dict[str, str] = {
     # the row always names the live process: a restart under a fixed ID
     # replaces the previous process's host, pid and start time
     "heartbeat": """
-        INSERT INTO {s}executors (executor_id, host, pid, started_at, heartbeat_at)
-        VALUES (:executor_id, :host, :pid, :started_at, :now)
+        INSERT INTO {s}executors (executor_id, host, pid, started_at, heartbeat_at, queues)
+        VALUES (:executor_id, :host, :pid, :started_at, :now, :queues)
         ON CONFLICT (executor_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
-            started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at""",
-    "list_executors": "SELECT executor_id, host, pid, started_at, heartbeat_at FROM {s}executors",
+            started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+            queues = excluded.queues""",
+    "list_executors": "SELECT executor_id, host, pid, started_at, heartbeat_at, queues FROM {s}executors",
     "delete_executor": "DELETE FROM {s}executors WHERE executor_id = :executor_id",
     # -- logs -----------------------------------------------------------------------
     "insert_log": """
@@ -224,6 +237,8 @@ Q: dict[str, str] = {
         INSERT INTO {s}events (workflow_id, key, value, updated_at) VALUES (:workflow_id, :key, :value, :now)
         ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
     "get_event": "SELECT value FROM {s}events WHERE workflow_id = :workflow_id AND key = :key",
+    "list_events": """
+        SELECT key, value, updated_at FROM {s}events WHERE workflow_id = :workflow_id ORDER BY key""",
     # -- queue dequeue (inside one transaction) ---------------------------------------------
     "queue_lock": "SELECT pg_advisory_xact_lock(hashtext('wf.queue.' || :queue))",
     # bounded waits on Postgres: a peer frozen inside its dequeue transaction
@@ -282,6 +297,19 @@ Q: dict[str, str] = {
         SELECT workflow_id, updated_at FROM {s}workflows
         WHERE executor_id = :executor_id AND slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')""",
     "queue_names": "SELECT DISTINCT queue FROM {s}workflows WHERE status = 'ENQUEUED' AND queue IS NOT NULL",
+    # -- schedules ---------------------------------------------------------------------
+    # a worker's declared schedules: the cron as that code says it
+    "upsert_schedule": """
+        INSERT INTO {s}schedules (name, workflow_name, cron, source, updated_at)
+        VALUES (:name, :workflow_name, :cron, 'code', :now)
+        ON CONFLICT (name) DO UPDATE SET workflow_name = excluded.workflow_name,
+            cron = excluded.cron, updated_at = excluded.updated_at""",
+    "schedule_ticked": """
+        UPDATE {s}schedules SET last_tick = :tick
+        WHERE name = :name AND (last_tick IS NULL OR last_tick < :tick)""",
+    "list_schedules": """
+        SELECT name, workflow_name, cron, source, paused, last_tick, updated_at
+        FROM {s}schedules ORDER BY name""",
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """
         INSERT INTO {s}queues (name, concurrency, worker_concurrency, rate_limit_n, rate_limit_seconds,
@@ -315,6 +343,7 @@ FILTERS: dict[str, dict[str, str]] = {
         # keyset cursor (created_at, workflow_id)
         "before": "(created_at < :b_at OR (created_at = :b_at AND workflow_id < :b_id))",
         "parent": "parent_workflow_id = :parent",
+        "top_level": "parent_workflow_id IS NULL",
     },
     "get_logs": {
         "workflow_id": "workflow_id = :workflow_id",
@@ -323,6 +352,8 @@ FILTERS: dict[str, dict[str, str]] = {
         "levels": "level IN ({levels})",
     },
 }
+
+FILTERS["count_workflows"] = FILTERS["list_workflows"]
 
 # ``{page}``: a LIMIT, an OFFSET (``offset_only`` is the dialect's), both, neither
 PAGE = {

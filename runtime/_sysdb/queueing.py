@@ -9,7 +9,7 @@ from sqlalchemy import exc as sa_exc
 
 from .._records import QueueInfo, Status
 from .base import BaseDatabase
-from .rows import ClaimedRow, now_ms
+from .rows import ClaimedRow, ScheduleRow, now_ms
 
 log = logging.getLogger("wf")
 
@@ -222,3 +222,17 @@ class QueueingMixin(BaseDatabase):
                     False,
                 )
         return [out[k] for k in sorted(out)]
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def record_schedules(self, schedules: list[tuple[str, str, str]]) -> None:
+        """Record the (name, workflow name, cron) schedules this code declares."""
+        now = now_ms()
+        for name, workflow_name, cron in schedules:
+            self.run("upsert_schedule", name=name, workflow_name=workflow_name, cron=cron, now=now)
+
+    def schedule_ticked(self, name: str, tick_ms: int) -> None:
+        self.run("schedule_ticked", name=name, tick=tick_ms)
+
+    def list_schedules(self) -> list[ScheduleRow]:
+        return [ScheduleRow(*r) for r in self.run("list_schedules")]

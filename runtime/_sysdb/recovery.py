@@ -3,6 +3,7 @@ in-flight workflows of executors that died."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,10 +94,16 @@ class RecoveryMixin(BaseDatabase):
     # -- executors -------------------------------------------------------------------
 
     def heartbeat(
-        self, executor_id: str, host: str, pid: int, started_at: int | None = None
+        self,
+        executor_id: str,
+        host: str,
+        pid: int,
+        started_at: int | None = None,
+        queues: list[str] | None = None,
     ) -> None:
         """Record that ``executor_id`` is alive in process ``pid`` on ``host``,
-        which started at ``started_at`` (epoch ms; default now)."""
+        which started at ``started_at`` (epoch ms; default now), serving
+        ``queues`` (None: every queue)."""
         now = now_ms()
         self.run(
             "heartbeat",
@@ -104,6 +111,7 @@ class RecoveryMixin(BaseDatabase):
             host=host,
             pid=pid,
             started_at=now if started_at is None else started_at,
+            queues=None if queues is None else json.dumps(queues),
             now=now,
         )
 

@@ -35,6 +35,10 @@ class WorkflowRow:
     # 1 while a run of it may be going (from its start or claim until the run
     # stops), also after it was cancelled: a resume waits for that run
     slot_held: int = 0
+    cancel_reason: str | None = None
+    forked_from: str | None = None
+    forked_from_step: int | None = None  # 0-based: calls before it were copied
+    app_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class StepRow:
     child_workflow_id: str | None
     started_at: int | None
     ended_at: int | None
+    attempts: int = 1
+    detail: str | None = None  # recv's topic, an event's key, a send's destination
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,25 @@ class ExecutorRow:
     pid: int
     started_at: int
     heartbeat_at: int
+    queues: str | None = None  # JSON array of the queues it serves; None: every queue
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    name: str
+    workflow_name: str
+    cron: str
+    source: str  # "code": declared by a worker's @wf.scheduled
+    paused: int
+    last_tick: int | None
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class EventRow:
+    key: str
+    value: str
+    updated_at: int
 
 
 def event_record(key: str, payload: str) -> str:

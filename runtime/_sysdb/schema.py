@@ -175,6 +175,28 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX wf_queue_starts ON {s}queue_starts (queue, started_at)",
     ],
+    # 3: what operators read: why a workflow was cancelled, what a restart
+    # copied, each call's attempts and detail, what each executor serves,
+    # and the schedules workers declared
+    [
+        "ALTER TABLE {s}workflows ADD COLUMN cancel_reason TEXT",
+        "ALTER TABLE {s}workflows ADD COLUMN forked_from TEXT",
+        "ALTER TABLE {s}workflows ADD COLUMN forked_from_step INTEGER",
+        "ALTER TABLE {s}workflows ADD COLUMN app_version TEXT",
+        "ALTER TABLE {s}steps ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE {s}steps ADD COLUMN detail TEXT",
+        # a JSON array of queue names; NULL serves every queue
+        "ALTER TABLE {s}executors ADD COLUMN queues TEXT",
+        """CREATE TABLE {s}schedules (
+            name TEXT PRIMARY KEY,
+            workflow_name TEXT NOT NULL,
+            cron TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'code',
+            paused INTEGER NOT NULL DEFAULT 0,
+            last_tick BIGINT,
+            updated_at BIGINT NOT NULL
+        )""",
+    ],
 ]
 
 # Kept in the application database (the system database by default): written

@@ -39,8 +39,11 @@ def _loop(ex: Executor) -> None:
     from croniter import croniter
 
     nexts: dict[int, datetime] = {}
+    recorded = 0  # how many of the declared schedules are recorded for tools
     while not ex.stopping.is_set():
         schedules_changed.clear()
+        if recorded < len(declared_schedules):
+            recorded = _record_declared(ex, recorded)
         now = datetime.now(UTC)
         soonest = 60.0
         for i, (cron, fn) in enumerate(list(declared_schedules)):
@@ -52,6 +55,7 @@ def _loop(ex: Executor) -> None:
                     start_workflow(
                         ex, fn.wf_spec, (nxt, datetime.now(UTC)), {}, workflow_id=tick_id(fn, nxt)
                     )
+                    ex.sysdb.schedule_ticked(fn.wf_name, int(nxt.timestamp() * 1000))
                 except Exception as e:
                     log.warning("wf schedule %s: %s", fn.wf_name, e)
                 # the tick after this one, not after now: a start that waited
@@ -61,6 +65,18 @@ def _loop(ex: Executor) -> None:
         if ex.stopping.wait(max(0.01, soonest)) or schedules_changed.is_set():
             continue
     time.sleep(0)
+
+
+def _record_declared(ex: Executor, done: int) -> int:
+    """Record the schedules declared since the last call (``wf schedule list``
+    reads them); returns how many are recorded. A failure is retried later."""
+    todo = list(declared_schedules)
+    try:
+        ex.sysdb.record_schedules([(fn.wf_name, fn.wf_name, cron) for cron, fn in todo[done:]])
+    except Exception as e:
+        log.warning("wf schedules: cannot record the declared schedules yet: %s", e)
+        return done
+    return len(todo)
 
 
 def _after(cron: str, tick: datetime, now: datetime) -> datetime:

@@ -43,12 +43,10 @@ def start_workers(ex: Executor) -> None:
 
 
 def _served(ex: Executor) -> list[str]:
-    if ex.queue_names is not None:
-        return sorted(set(ex.queue_names))
-    names = set(declared_queues)
-    if ex.worker:
-        names |= set(ex.sysdb.queue_names())
-    return sorted(names)
+    names = ex.served_queues()
+    if names is None:  # every queue: those declared here and those with work
+        return sorted(set(declared_queues) | set(ex.sysdb.queue_names()))
+    return names
 
 
 def _dequeue_loop(ex: Executor) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 from .. import _config
 from .._context import WorkflowContext, workflow_here
-from .._core.control import cancel_tree
+from .._core.control import TIMED_OUT, cancel_tree
 from .._core.runs import run_background
 from .._core.wakeups import ensure_listener, notify_local
 from .._liveness import HOST, HOSTNAME
-from .._registry import WorkflowSpec
+from .._registry import WorkflowSpec, declared_queues
 from .._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms, wake_key
 from .cron import start_scheduler
 from .dequeue import start_workers
@@ -174,10 +174,22 @@ class Executor(Recovery):
             self.wait_ended(min(0.05, remaining))
         return True
 
+    def served_queues(self) -> list[str] | None:
+        """The queues this executor dequeues from; None: every queue (a worker
+        not narrowed by ``queues``)."""
+        if self.queue_names is not None:
+            return sorted(set(self.queue_names))
+        if self.worker:
+            return None
+        return sorted(declared_queues)
+
     def _beat(self) -> None:
         # the row names this process (host, pid, start), also under a fixed
-        # ID a previous process used: peers judge the live process, not it
-        self.sysdb.heartbeat(self.executor_id, HOST, os.getpid(), self.started_ms)
+        # ID a previous process used: peers judge the live process, not it;
+        # and what it serves, so a tool can tell work nothing live will take
+        self.sysdb.heartbeat(
+            self.executor_id, HOST, os.getpid(), self.started_ms, queues=self.served_queues()
+        )
 
     # -- running -----------------------------------------------------------------
 
@@ -331,7 +343,7 @@ class Executor(Recovery):
 
     def _cancel_expired(self) -> None:
         for wid in self.sysdb.expired_deadlines():
-            cancel_tree(self.sysdb, wid)
+            cancel_tree(self.sysdb, wid, TIMED_OUT)
 
     def _announce_cancels(self) -> None:
         """Wake the runs here whose workflows another process cancelled. On

@@ -64,3 +64,8 @@ def test_each_tick_runs_once_with_two_workers_up(db_url: str, observe: str, tmp_
     assert len(scheduled) == len(set(scheduled))
     # ticks missed while nothing ran are not replayed: none before the workers started
     assert min(scheduled) >= before.replace(microsecond=0) - timedelta(seconds=1)
+    # the workers recorded the schedule for tools (`wf schedule list`), with its last tick
+    (recorded,) = [s for s in wf.list_schedules() if s.workflow_name == NAME]
+    assert recorded.cron.split()[0] == "*"
+    assert recorded.last_tick == max(scheduled)
+    assert recorded.next_tick is not None and recorded.next_tick > recorded.last_tick

@@ -204,13 +204,13 @@ class InMemorySystemDatabase:
         ):
             self.workflows[workflow_id] = dataclasses.replace(row, slot_held=0)
 
-    def cancel_workflow(self, workflow_id: str) -> bool:
+    def cancel_workflow(self, workflow_id: str, reason: str | None = None) -> bool:
         self.calls["cancel_workflow"] += 1
         row = self.workflows.get(workflow_id)
         if row is None or row.status not in (Status.PENDING, Status.ENQUEUED):
             return False
         self.workflows[workflow_id] = dataclasses.replace(
-            row, status=Status.CANCELLED, updated_at=now_ms()
+            row, status=Status.CANCELLED, cancel_reason=reason, updated_at=now_ms()
         )
         return True
 
@@ -234,6 +234,8 @@ class InMemorySystemDatabase:
         conn: Connection | None = None,
         ended_at: int | None = None,
         cancelled: bool = False,
+        attempts: int = 1,
+        detail: str | None = None,
     ) -> bool:
         self.calls["record_step_cancelled" if cancelled else "record_step"] += 1
         # record_step / record_step_cancelled: only while the workflow is
@@ -252,6 +254,8 @@ class InMemorySystemDatabase:
             child_workflow_id=child_workflow_id,
             started_at=started_at,
             ended_at=ended_at if ended_at is not None else now_ms(),
+            attempts=attempts,
+            detail=detail,
         )
         return not self._answer_lost("record_step")
 

@@ -18,13 +18,16 @@ EXPECTED = {
     # management (the CLI's calls)
     "cancel", "resume", "restart", "recover", "RecoveryResult", "list_workflows", "list_steps",
     "list_logs", "list_queues", "get_workflow", "migrate", "schema_status",
+    "count_workflows", "list_events", "list_executors", "list_schedules",
     "launch", "shutdown", "configure",
     # records
     "WorkflowInfo", "StepInfo", "LogRecord", "QueueInfo", "SchemaStatus", "ErrorInfo", "Status",
+    "EventInfo", "ExecutorInfo", "ScheduleInfo",
     # errors
     "WfError", "WorkflowConflictError", "NonDeterminismError", "WorkflowCancelledError",
     "WorkflowNotFoundError", "SerializationError", "RetriesExceededError", "AwaitTimeoutError",
     "ConfigurationError", "DatabaseUnreachableError", "WorkflowFailedError", "QueueDedupError",
+    "NoDatabaseError",
 }  # fmt: skip
 
 
@@ -51,7 +54,10 @@ def test_signatures_from_spec() -> None:
     restart = inspect.signature(wf.restart)
     assert {"from_step", "workflow_id"} <= set(restart.parameters)
     lw = inspect.signature(wf.list_workflows)
-    assert list(lw.parameters) == ["status", "name", "queue", "since", "until", "limit", "offset"]
+    assert list(lw.parameters) == [
+        "status", "name", "queue", "since", "until", "limit", "offset",
+        "parent", "top_level", "child_counts",
+    ]  # fmt: skip
     assert lw.parameters["limit"].default == 20
     launch = inspect.signature(wf.launch)
     assert list(launch.parameters)[:3] == ["database_url", "app_database_url", "executor_id"]
