@@ -1,26 +1,51 @@
-"""Helpers the commands share: configuration, argument parsing, loading the
-user's workflow, and waiting for a workflow's outcome."""
+"""What most commands do first: point wf at the databases, check the
+arguments (the -o format, workflow arguments), and load the user's code
+(a workflow to start, the modules recorded workflows name)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
-from . import errors, output
+from . import errors, options
 
 if TYPE_CHECKING:
-    from wf import WorkflowHandle, WorkflowInfo
+    from wf import WorkflowInfo
 
 
-def setup(db: str | None, app_db: str | None = None) -> None:
+def setup(db: str | None, app_db: str | None = None, *, create: bool = True) -> None:
     """Point wf at the databases (SPEC §2 resolution) without connecting.
 
-    A malformed URL is a ConfigurationError (exit 2) before anything runs."""
+    A malformed URL is a ConfigurationError (exit 2) before anything runs.
+    ``create=False`` (read commands): a missing database or schema is
+    NoDatabaseError (exit 5), never created."""
     import wf
 
-    wf.configure(database_url=db or None, app_database_url=app_db or None)
+    wf.configure(database_url=db or None, app_database_url=app_db or None, create=create)
+
+
+def output_format(fmt: str | None, json_flag: bool = False) -> str:
+    """The -o/--output value (``--json`` is ``-o json``); a bad one is bad input."""
+    if fmt is None:
+        return "json" if json_flag else "table"
+    value = fmt.strip().lower()
+    if value not in options.FORMATS:
+        raise errors.BadInput(
+            f"-o/--output: unknown format {fmt!r} (use one of {', '.join(options.FORMATS)})"
+        )
+    if json_flag and value != "json":
+        raise errors.BadInput(f"--json and -o {value} disagree: give one of them")
+    return value
+
+
+def document_format(fmt: str | None, json_flag: bool, refusal: str) -> str:
+    """The -o/--output value of a command that prints one document, not
+    records (options.DOC_FORMATS); ``refusal`` starts the message for another."""
+    value = output_format(fmt, json_flag)
+    if value not in options.DOC_FORMATS:
+        raise errors.BadInput(f"{refusal}: -o {value} (use {' or '.join(options.DOC_FORMATS)})")
+    return value
 
 
 def parse_arg(text: str) -> Any:
@@ -78,87 +103,41 @@ def check_call(fn: Any, target: str, args: list[Any], kwargs: dict[str, Any]) ->
     dumps({"args": args, "kwargs": kwargs})  # SerializationError: exit 2
 
 
-def import_recorded(info: WorkflowInfo) -> None:
-    """Import the module a recorded workflow names, so this process has its code."""
+_PASS_MODULE = "pass -m/--module MODULE (pkg.module or path/to/file.py) to import its code"
+
+
+def import_modules(modules: list[str] | None) -> None:
+    """Import the -m/--module modules (dotted names or .py paths) before any
+    recorded module, so a workflow started from a file elsewhere is found."""
+    from wf._support import import_module
+
+    for m in modules or []:
+        if not m.strip():
+            raise errors.BadInput("-m/--module must not be empty")
+        import_module(m)  # a missing or broken module: exit 2, nothing changed
+
+
+def import_recorded(info: WorkflowInfo, *, given: bool = False) -> None:
+    """Import the module a recorded workflow names, so this process has its
+    code (already there when a -m/--module module defined it: ``given``)."""
     from wf._support import import_module
 
     module = info.module
     if not module:
-        raise errors.BadInput(f"workflow {info.workflow_id} records no module (name {info.name!r})")
+        raise errors.BadInput(
+            f"workflow {info.workflow_id} records no module (name {info.name!r}); {_PASS_MODULE}"
+        )
     try:
         mod = import_module(module)
     except Exception as e:
+        hint = "none of the -m/--module modules defines it" if given else _PASS_MODULE
         raise errors.BadInput(
-            f"cannot import {module!r}, the module of workflow {info.workflow_id} ({info.name}): {errors.describe(e)}"
+            f"cannot import {module!r}, the module of workflow {info.workflow_id} ({info.name}): "
+            f"{errors.describe(e)}; {hint}"
         ) from e
     fn = getattr(mod, info.function, None)
     if getattr(fn, "wf_kind", None) != "workflow":
         raise errors.BadInput(
-            f"module {module!r} has no workflow {info.function!r} (workflow {info.workflow_id})"
+            f"module {module!r} has no workflow {info.function!r} (workflow {info.workflow_id}); "
+            + _PASS_MODULE
         )
-
-
-def wait_for(
-    handle: WorkflowHandle, timeout: float | None, *, spin: bool, verb: str
-) -> tuple[WorkflowInfo, bool]:
-    """Wait for the workflow's end (or ``timeout``); return its record and
-    whether the wait timed out first. An error of the workflow itself is its
-    outcome, not a failure of the command."""
-    import wf
-
-    timed_out = False
-    failure: BaseException | None = None
-    with output.spinner(f"{verb} {handle.workflow_id}", enabled=spin):
-        try:
-            handle.result(timeout=timeout)
-        except wf.AwaitTimeoutError:
-            timed_out = True
-        except Exception as e:
-            failure = e
-    info = handle.status()
-    if failure is not None and info.status not in wf.Status.ENDED:
-        raise failure  # e.g. the database went away: a failure of the command
-    return info, timed_out and info.status not in wf.Status.ENDED
-
-
-def outcome_code(info: WorkflowInfo, timed_out: bool = False) -> int:
-    """0 SUCCESS, 1 ERROR, 3 CANCELLED / RETRIES_EXCEEDED / timed out."""
-    if timed_out:
-        return errors.STOPPED
-    if info.status == "SUCCESS":
-        return errors.OK
-    if info.status in ("CANCELLED", "RETRIES_EXCEEDED"):
-        return errors.STOPPED
-    return errors.FAILED
-
-
-def worst(codes: list[int]) -> int:
-    """The exit code of several outcomes: any failure (1) first, then 3, else 0."""
-    for code in (errors.FAILED, errors.STOPPED):
-        if code in codes:
-            return code
-    return max(codes, default=errors.OK)
-
-
-def wait_and_print(
-    handle: WorkflowHandle, timeout: float | None, *, as_json: bool, verb: str = "running"
-) -> int:
-    """Wait, print the outcome (the workflow object with --json), return the exit code."""
-    info, timed_out = wait_for(handle, timeout, spin=not as_json, verb=verb)
-    if as_json:
-        output.dump_json(output.workflow_json(info))
-    else:
-        output.print_outcome(info)
-    if timed_out:
-        assert timeout is not None
-        sys.stderr.write(
-            f"timed out after {timeout:g}s; workflow {info.workflow_id} is still {info.status}\n"
-        )
-    return outcome_code(info, timed_out)
-
-
-def interrupted_note(workflow_id: str) -> str:
-    return (
-        f"interrupted: workflow {workflow_id} is left to recovery "
-        f"(`wf recover`, a `wf worker`, or `wf await {workflow_id}`)"
-    )

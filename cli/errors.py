@@ -78,11 +78,13 @@ def _core(exc: BaseException) -> str:
 
 
 def _one(exc: BaseException) -> str:
-    msg = " ".join(str(exc).split())
     import wf
 
     if isinstance(exc, wf.WfError | CliError):
-        return msg or type(exc).__name__
+        return " ".join(str(exc).split()) or type(exc).__name__
+    msg = " ".join(str(exc).split())
+    if "[SQL:" in msg or _DRIVER_PREFIX.match(msg):  # a driver's error: without its SQL echo
+        msg = _core(exc)
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
@@ -137,17 +139,19 @@ def command(fn: Callable[P, int | None]) -> Callable[P, None]:
         except Exception as exc:
             code = report(exc, debug)
         finally:
-            _shutdown_quietly(debug)
+            shutdown_quietly(debug)
         raise typer.Exit(code)
 
     return wrapper
 
 
-def _shutdown_quietly(debug: bool) -> None:
-    from wf._support import shutdown_if_started
-
+def shutdown_quietly(debug: bool = False) -> None:
+    """Stop this process's executor if it started; a failure to is only
+    reported with ``debug`` (the command's own outcome matters more)."""
     try:
+        from wf._support import shutdown_if_started
+
         shutdown_if_started()
-    except Exception as exc:  # the command's own outcome matters more
+    except Exception as exc:
         if debug:
             report(exc, debug)

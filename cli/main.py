@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import typer
 
-from .commands import db, logs, manage, queue, recover, run, views, worker
+from .commands import db, logs, manage, queue, recover, run, schedule, show, tree, views, worker
+from .commands import events as events_cmd
 
 HELP = """Durable workflows: start, inspect, await, cancel, resume, restart and recover them.
 
@@ -32,19 +33,23 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-queue_app = typer.Typer(
-    help="Queues.", no_args_is_help=True, context_settings=_SETTINGS, rich_markup_mode=None
-)
-db_app = typer.Typer(
-    help="The system database's schema.",
-    no_args_is_help=True,
-    context_settings=_SETTINGS,
-    rich_markup_mode=None,
-)
+
+
+def _group(help_text: str) -> typer.Typer:
+    """A group of subcommands (``wf queue``, ``wf db``, ``wf schedule``)."""
+    return typer.Typer(
+        help=help_text, no_args_is_help=True, context_settings=_SETTINGS, rich_markup_mode=None
+    )
+
+
+queue_app = _group("Queues.")
+db_app = _group("The system database's schema.")
+schedule_app = _group("Schedules (@wf.scheduled workflows).")
 
 app.command("start")(run.start)
 app.command("status")(views.status)
 app.command("list")(views.list_)
+app.command("count")(views.count)
 app.command("steps")(views.steps)
 app.command("logs")(logs.logs)
 app.command("await")(run.await_)
@@ -54,9 +59,14 @@ app.command("restart")(run.restart)
 app.command("recover")(recover.recover)
 app.command("worker")(worker.worker)
 app.command("send")(manage.send)
+app.command("show")(show.show)
+app.command("tree")(tree.tree)
+app.command("events")(events_cmd.events)
+schedule_app.command("list")(schedule.schedule_list)
 queue_app.command("list")(queue.queue_list)
 db_app.command("migrate")(db.migrate)
 db_app.command("status")(db.status)
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(queue_app, name="queue")
 app.add_typer(db_app, name="db")
 
@@ -73,10 +83,66 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _shell() -> str:
+    """The shell to complete for: the one running wf, else $SHELL's."""
+    import os
+
+    from typer._completion_shared import _get_shell_name
+
+    name = _get_shell_name() or os.path.basename(os.environ.get("SHELL", ""))
+    if name not in ("bash", "zsh", "fish", "powershell", "pwsh"):
+        sys.stderr.write(
+            f"error: cannot complete for shell {name or '(unknown)'!r}: "
+            "use bash, zsh, fish or PowerShell (or set SHELL)\n"
+        )
+        raise typer.Exit(2)
+    return name
+
+
+# typer's own --install-completion/--show-completion (add_completion=True)
+# cost ~60 ms on every start-up: these load its completion code only when used
+def _show_completion(value: bool) -> None:
+    if value:
+        from typer._completion_shared import get_completion_script
+
+        typer.echo(
+            get_completion_script(prog_name="wf", complete_var=_COMPLETE_VAR, shell=_shell())
+        )
+        raise typer.Exit(0)
+
+
+def _install_completion(value: bool) -> None:
+    if value:
+        from typer._completion_shared import install
+
+        shell, path = install(shell=_shell(), prog_name="wf", complete_var=_COMPLETE_VAR)
+        typer.echo(f"{shell} completion installed in {path}; it takes effect in a new shell")
+        raise typer.Exit(0)
+
+
+_COMPLETE_VAR = "_WF_COMPLETE"
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    install_completion: bool = typer.Option(
+        False,
+        "--install-completion",
+        callback=_install_completion,
+        is_eager=True,
+        expose_value=False,
+        help="Install completion (commands, options, statuses, queue names) for this shell.",
+    ),
+    show_completion: bool = typer.Option(
+        False,
+        "--show-completion",
+        callback=_show_completion,
+        is_eager=True,
+        expose_value=False,
+        help="Print the completion script for this shell, to install it yourself.",
     ),
 ) -> None:
     pass
@@ -93,12 +159,17 @@ def _click_class(name: str) -> type[BaseException]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run ``wf``; exit with the command's code (SPEC §5). Usage errors are
     one line on stderr and exit 2."""
-    from typer.main import get_command
 
     args = list(sys.argv[1:] if argv is None else argv)
-    command = get_command(app)
-    from ._fastparams import install
+    import os
 
+    if os.environ.get(_COMPLETE_VAR):  # the shell asks for completions
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    from ._fastparams import build, install
+
+    command = build(app)
     install(command)
     usage_error = _click_class("UsageError")
     click_exception = _click_class("ClickException")
@@ -111,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         ctx = getattr(e, "ctx", None)
         where = ctx.command_path if ctx is not None else "wf"
-        message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+        if type(e).__name__ == "NoSuchOption":
+            message = _no_such_option(e, ctx)
+        else:
+            message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
         sys.stderr.write(f"error: {message} (see '{where} --help')\n")
         sys.exit(2)
     except click_exception as e:
@@ -121,6 +195,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write("aborted\n")
         sys.exit(130)
     _exit(rv if isinstance(rv, int) else 0)
+
+
+def _no_such_option(e: BaseException, ctx: object) -> str:
+    """Click's message, suggesting only a close match (click's cutoff offers
+    --db for --frob)."""
+    from difflib import get_close_matches
+
+    given = str(getattr(e, "option_name", ""))
+    names = [
+        n
+        for p in getattr(getattr(ctx, "command", None), "params", ())
+        for n in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))
+        if n.startswith("--")
+    ]
+    stripped = {n[2:]: n for n in names}
+    close = get_close_matches(given.lstrip("-"), list(stripped), n=2, cutoff=0.75)
+    text = f"No such option: {given}"
+    if close:
+        text += " (did you mean " + " or ".join(stripped[c] for c in close) + "?)"
+    return text
 
 
 def _exit(code: int) -> None:

@@ -51,7 +51,10 @@ def _relative_seconds(text: str) -> float | None:
 
 
 def parse_duration(text: str, option: str = "--timeout") -> float:
-    """Seconds from ``30``, ``2.5``, ``30s``, ``10m``, ``1h30m``."""
+    """Seconds (> 0) from ``30``, ``2.5``, ``30s``, ``10m``, ``1h30m``.
+
+    Zero, negative and non-finite values get one message naming the option
+    (a zero timeout would cancel or give up at once: never what was meant)."""
     t = text.strip()
     try:
         seconds = float(t)
@@ -62,8 +65,10 @@ def parse_duration(text: str, option: str = "--timeout") -> float:
                 f"{option}: {text!r} is not a duration (seconds, or e.g. 30s, 10m, 2h)"
             ) from None
         seconds = rel
-    if seconds != seconds or seconds < 0 or seconds == float("inf"):
-        raise BadInput(f"{option}: {text!r} must be a finite, non-negative number of seconds")
+    if not 0 < seconds < float("inf"):  # also false for NaN
+        raise BadInput(
+            f"{option}: {text!r} must be a positive number of seconds (or e.g. 30s, 10m, 2h)"
+        )
     return seconds
 
 

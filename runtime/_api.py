@@ -79,6 +79,8 @@ def _start(
     spec = _spec_of(fn)
     if timeout is not None and timeout <= 0:
         raise ConfigurationError("timeout must be a positive number of seconds")
+    if queue is not None and not queue.strip():
+        raise ConfigurationError("a queue name must not be empty")
     in_workflow = slot is not True and slot is not None or workflow_here() is not None
     # enqueueing from outside a workflow needs no executor here: a worker runs it
     ex = _root.for_call() if queue is None or in_workflow else _root.current_or_none()

@@ -7,7 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import ConfigurationError
 
@@ -129,7 +129,37 @@ def normalize_url(url: str) -> str:
         raise ConfigurationError(
             f"malformed database URL {mask_url(url)!r}: use sqlite:///relative/path or sqlite:////abs/path"
         )
-    return "sqlite://" + rest
+    return "sqlite://" + _sqlite_rest(rest, url)
+
+
+# query parameters SQLAlchemy's SQLite driver takes itself, and those of SQLite's
+# own URI filenames (https://sqlite.org/uri.html): any other one would be ignored
+_PYSQLITE_PARAMS = frozenset(
+    ("timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri")
+)
+_SQLITE_URI_PARAMS = frozenset(("mode", "cache", "immutable", "nolock", "vfs", "psow"))
+
+
+def _sqlite_rest(rest: str, url: str) -> str:
+    """``/path?query`` of a SQLite URL as the driver must see it. SQLite's own
+    parameters (``?mode=ro``) work only in a URI filename, which the driver
+    opens when the URL says ``uri=true``: say it for the user (else the
+    parameter is dropped with a warning and a read-only wish is ignored).
+    An unknown parameter is refused rather than ignored."""
+    path, sep, query = rest.partition("?")
+    if not sep or not query:
+        return path
+    keys = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
+    unknown = sorted(keys - _PYSQLITE_PARAMS - _SQLITE_URI_PARAMS)
+    if unknown:
+        raise ConfigurationError(
+            f"unsupported parameter {unknown[0]!r} in the SQLite URL {mask_url(url)!r} "
+            f"(SQLite takes {', '.join(sorted(_SQLITE_URI_PARAMS))}, and timeout)"
+        )
+    if not keys & _SQLITE_URI_PARAMS or "uri" in keys:
+        return rest
+    # sqlite:///wf.sqlite?mode=ro -> the URI filename file:wf.sqlite?mode=ro
+    return f"/file:{path[1:]}?{query}&uri=true"
 
 
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
@@ -155,5 +185,8 @@ def mask_text(text: str, *urls: str) -> str:
 
 
 def display_url(url: str) -> str:
-    """A URL for humans: password masked, our driver suffix dropped."""
+    """A URL for humans: password masked, our driver suffix (and the URI form
+    _sqlite_rest gave a SQLite URL) dropped."""
+    if url.startswith("sqlite:///file:") and url.endswith("&uri=true"):
+        url = "sqlite:///" + url[len("sqlite:///file:") : -len("&uri=true")]
     return mask_url(url.replace("postgresql+psycopg://", "postgresql://", 1))

@@ -15,8 +15,11 @@ Run it::
     wf start sample_apps.batch:make_thumbnails 12
     wf start --detach sample_apps.batch:make_thumbnails 40 && wf worker sample_apps.batch
 
-(``wf start`` alone waits for ever here: a one-shot command serves no queue,
-so the children it enqueues need a worker.)
+Without a worker, ``wf start`` waits: a one-shot command serves no queue, so
+the children it enqueues need a worker. After ~2 s it says so on stderr
+("hint: 12 workflows are ENQUEUED on queue 'thumbnails', which no live
+executor serves: run `wf worker sample_apps.batch` ...") and keeps waiting:
+start a worker then, and it finishes.
 """
 
 from __future__ import annotations

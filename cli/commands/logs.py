@@ -23,7 +23,7 @@ def logs(
             "--follow",
             "-f",
             help="Keep printing new lines as they are recorded (until the workflow ends when an ID is "
-            "given, else until Ctrl-C). With --json: one JSON object per line.",
+            "given, else until Ctrl-C). With --json or -o jsonl: one JSON object per line.",
         ),
     ] = False,
     level: Annotated[
@@ -48,9 +48,14 @@ def logs(
     ] = 0.5,
     db: options.Db = None,
     json_out: options.Json = False,
+    out: options.LogsOutput = None,
+    time_format: options.TimeFormat = None,
     debug: options.Debug = False,
 ) -> int:
-    """Show the recorded log lines of workflows (wf.logger), oldest first."""
+    """Show the recorded log lines of workflows (wf.logger), oldest first.
+    -o ids prints the IDs of the workflows the lines are of, each once."""
+    fmt = common.output_format(out, json_out)
+    output.set_time_format(options.time_format(time_format))
     min_level: str | None = None
     if level is not None:
         from wf._support import LOG_LEVELS
@@ -63,26 +68,42 @@ def logs(
                 f"--level: unknown level {level!r} (use one of {', '.join(LOG_LEVELS)})"
             )
     since_dt = parse_time(since, "--since") if since is not None else None
-    common.setup(db)
+    common.setup(db, create=False)
     import wf
 
     if workflow_id is not None:
         wf.get_workflow(workflow_id)  # exit 4 if unknown
     records = wf.list_logs(workflow_id=workflow_id, level=min_level, since=since_dt)
     with_id = workflow_id is None
+    seen: set[str] = set()
+
+    def new_ids(batch: list[wf.LogRecord]) -> list[str]:
+        fresh = []
+        for r in batch:
+            if r.workflow_id not in seen:
+                seen.add(r.workflow_id)
+                fresh.append(r.workflow_id)
+        return fresh
+
     if not follow:
-        if json_out:
-            output.dump_json([output.log_json(r) for r in records])
-        else:
-            output.print_logs(records, with_id=with_id)
+        output.emit(
+            fmt,
+            [output.log_json(r) for r in records],
+            new_ids(records),
+            lambda: output.print_logs(records, with_id=with_id),
+        )
         return errors.OK
 
+    # following, json is one object per line too: a document never ends
+    stream = "jsonl" if fmt == "json" else fmt
+
     def emit(batch: list[wf.LogRecord]) -> None:
-        if json_out:
-            for r in batch:
-                output.dump_json(output.log_json(r), compact=True)
-        else:
-            output.print_logs(batch, with_id=with_id)
+        output.emit(
+            stream,
+            [output.log_json(r) for r in batch],
+            new_ids(batch),
+            lambda: output.print_logs(batch, with_id=with_id),
+        )
 
     emit(records)
     cursor = max((r.seq for r in records), default=None)

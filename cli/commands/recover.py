@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import common, errors, options, output
+from .. import common, errors, options, output, waiting
 
 
 @errors.command
@@ -38,6 +38,7 @@ def recover(
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
+    fmt: options.Output = None,
     debug: options.Debug = False,
 ) -> int:
     """Finish every workflow left by a dead executor, in this process, and
@@ -47,6 +48,7 @@ def recover(
     1 if one ended in ERROR or could not be recovered (e.g. its module does not
     import), 3 if one was CANCELLED or RETRIES_EXCEEDED.
     """
+    out = common.output_format(fmt, json_out)
     if executor is not None and all_:
         raise errors.BadInput("--executor and --all exclude each other")
     common.setup(db, app_db)
@@ -64,32 +66,41 @@ def recover(
     )
     handles: list[Any] = list(result.handles)
 
-    if result.imported_modules:
+    given = list(modules or [])
+    named = [m for m in result.imported_modules if m not in given]
+    if given and out == "table":
+        output.print_lines("imported: " + ", ".join(given), stderr=True)
+    if named:
         output.print_lines(
-            "imported (named by recorded workflows): " + ", ".join(result.imported_modules),
-            stderr=True,
+            "imported (named by recorded workflows): " + ", ".join(named), stderr=True
         )
     for wid, reason in result.skipped:
         errors.warn(f"not recovered: {wid}: {reason}")
     if not handles:
-        if json_out:
-            output.dump_json([])
-        else:
-            output.print_lines("nothing to recover" if not result.skipped else "nothing recovered")
+        output.emit(
+            out,
+            [],
+            [],
+            lambda: output.print_lines(
+                "nothing to recover" if not result.skipped else "nothing recovered"
+            ),
+        )
         return errors.FAILED if result.skipped else errors.OK
 
     infos: list[Any] = []
     codes: list[int] = []
-    if not json_out:
+    if out == "table":
         output.print_lines(f"recovering {len(handles)} workflow(s)…", stderr=True)
     for h in handles:
-        info, _ = common.wait_for(h, None, spin=not json_out, verb="recovering")
+        info, _ = waiting.wait_for(h, None, spin=out == "table", verb="recovering", hint=False)
         infos.append(info)
-        codes.append(common.outcome_code(info))
+        codes.append(waiting.outcome_code(info))
     if result.skipped:
         codes.append(errors.FAILED)
-    if json_out:
-        output.dump_json([output.workflow_json(i) for i in infos])
-    else:
-        output.print_workflows(infos)
-    return common.worst(codes)
+    output.emit(
+        out,
+        [output.workflow_json(i) for i in infos],
+        [i.workflow_id for i in infos],
+        lambda: output.print_workflows(infos),
+    )
+    return waiting.worst(codes)

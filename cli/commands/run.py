@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import common, errors, options, output
+from .. import bulk, common, errors, filters, options, output, waiting
 from ..timeparse import parse_duration
 
 _RESERVED = ("workflow_id", "queue", "timeout")
@@ -73,13 +73,17 @@ def start(
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
+    fmt: options.Output = None,
     debug: options.Debug = False,
 ) -> int:
     """Start a workflow, wait for it and print its ID and result.
 
     Imports the module, launches the executor, starts the workflow in this
     process and waits. Exit 0 SUCCESS, 1 ERROR, 3 CANCELLED or RETRIES_EXCEEDED.
+    When what it waits on cannot run (enqueued on a queue no live worker
+    serves), it says on stderr what to run, and keeps waiting.
     """
+    out = common.output_format(fmt, json_out)
     common.setup(db, app_db)
     # Everything that can be wrong with the input is checked before the
     # database is touched.
@@ -95,28 +99,28 @@ def start(
     wf_timeout = parse_duration(timeout) if timeout is not None else None
     if workflow_id is not None and not workflow_id.strip():
         raise errors.BadInput("--id must not be empty")
+    options.check_queue(queue)
     if detach and queue is None:
         queue = "default"
 
     import wf
 
-    # a one-shot process: it serves no queue and adopts no other executor's
-    # workflows (it would not stay up to finish them)
-    wf.launch(queues=[], recovery=False)
+    if not detach:
+        # a one-shot process: it serves no queue and adopts no other executor's
+        # workflows (it would not stay up to finish them). Enqueueing for a
+        # worker (--detach) needs no executor here, nor its LISTEN connection.
+        wf.launch(queues=[], recovery=False)
     handle = wf.start(
         fn, *call_args, workflow_id=workflow_id, queue=queue, timeout=wf_timeout, **call_kwargs
     )
     if detach:
-        if json_out:
-            output.dump_json(output.workflow_json(handle.status()))
-        else:
-            output.print_lines(handle.workflow_id)
+        waiting.print_outcomes([handle.status()], _detached(out), single=True)
         return errors.OK
     verb = f"waiting for a worker on queue {queue!r} to run" if queue else "running"
     try:
-        return common.wait_and_print(handle, None, as_json=json_out, verb=verb)
+        return waiting.wait_and_print(handle, None, fmt=out, verb=verb)
     except KeyboardInterrupt:
-        output.print_lines(common.interrupted_note(handle.workflow_id), stderr=True)
+        output.print_lines(waiting.interrupted_note(handle.workflow_id), stderr=True)
         return errors.INTERRUPTED
 
 
@@ -126,82 +130,123 @@ def await_(
     timeout: options.WaitTimeout = None,
     db: options.Db = None,
     json_out: options.Json = False,
+    fmt: options.Output = None,
     debug: options.Debug = False,
 ) -> int:
     """Wait for a workflow to end and print its result.
 
     Exit 0 SUCCESS, 1 ERROR, 3 CANCELLED, RETRIES_EXCEEDED or --timeout passed
-    (the workflow goes on), 4 no such workflow.
+    (the workflow goes on), 4 no such workflow. When nothing live can run it
+    (its executor is dead, or no worker serves its queue) it says on stderr
+    what to run, and keeps waiting.
     """
-    common.setup(db)
+    out = common.output_format(fmt, json_out)
     wait_s = parse_duration(timeout) if timeout is not None else None
+    common.setup(db, create=False)
     import wf
 
     handle = wf.retrieve(workflow_id)
-    return common.wait_and_print(handle, wait_s, as_json=json_out, verb="waiting for")
+    return waiting.wait_and_print(handle, wait_s, fmt=out, verb="waiting for")
 
 
-def _print_outcomes(infos: list[Any], codes: list[int], as_json: bool, single: bool) -> int:
-    if as_json:
-        docs = [output.workflow_json(i) for i in infos]
-        output.dump_json(docs[0] if single else docs)
-    else:
-        for n, info in enumerate(infos):
-            if n:
-                output.print_lines("")
-            output.print_outcome(info)
-    return common.worst(codes)
+def _detached(fmt: str) -> str:
+    """--detach prints the ID alone, unless a machine format is asked for."""
+    return "ids" if fmt == "table" else fmt
+
+
+# what `wf resume` by filter acts on: SUCCESS has nothing left to do
+_RESUMABLE = ("CANCELLED", "RETRIES_EXCEEDED", "ERROR", "PENDING", "ENQUEUED")
+_RESUME_DEFAULT = ("CANCELLED", "RETRIES_EXCEEDED")
 
 
 @errors.command
 def resume(
     workflow_ids: Annotated[
-        list[str], typer.Argument(metavar="ID", help="Workflow IDs to resume.", show_default=False)
-    ],
+        list[str] | None,
+        typer.Argument(
+            metavar="ID", help="Workflow IDs to resume (or filters: see below).", show_default=False
+        ),
+    ] = None,
     detach: options.Detach = False,
+    modules: options.Modules = None,
+    statuses: options.Statuses = None,
+    name: options.Name = None,
+    queue: options.QueueFilter = None,
+    since: options.Since = None,
+    until: options.Until = None,
+    children: options.Children = False,
+    parent: options.Parent = None,
+    yes: options.Yes = False,
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
+    fmt: options.Output = None,
     debug: options.Debug = False,
 ) -> int:
     """Resume workflows from their last finished step, here, and wait.
 
-    Works on CANCELLED, RETRIES_EXCEEDED and stuck workflows. The module named
-    in each recorded workflow is imported. With --json: the workflow object
-    (an array of them for several IDs).
+    Works on CANCELLED, RETRIES_EXCEEDED, ERROR and stuck workflows. The
+    module each workflow records is imported (-m MODULE imports others first,
+    e.g. a file outside this directory). -o json: the workflow object (an
+    array for several).
+
+    With filters instead of IDs it resumes what `wf list` shows with them
+    (every page; --status default CANCELLED and RETRIES_EXCEEDED; top-level
+    workflows unless --children or --parent): it counts them and asks first
+    (--yes: do not ask; required without a terminal). Declining resumes
+    nothing and exits 1. --detach leaves them to a worker.
     """
+    out = common.output_format(fmt, json_out)
+    chosen = filters.parse_filters(statuses, name, queue, since, until, children, parent)
+    filters.check_ids_or_filters("resume", workflow_ids, chosen)
+    filters.check_statuses("resumed", chosen, _RESUMABLE)
     common.setup(db, app_db)
+    common.import_modules(modules)
     import wf
 
-    infos = [
-        wf.get_workflow(w) for w in dict.fromkeys(workflow_ids)
-    ]  # unknown ID: exit 4, nothing changed
+    if chosen.given:
+        infos = filters.select(chosen, _RESUME_DEFAULT)
+        if not infos:
+            output.print_lines("no workflows match: nothing resumed", stderr=True)
+            output.emit(out, [], [], lambda: None)
+            return errors.OK
+    else:
+        # an unknown ID: exit 4, nothing changed
+        infos = [wf.get_workflow(w) for w in dict.fromkeys(workflow_ids or [])]
     if not detach:
         for info in infos:
-            common.import_recorded(info)
-    wf.launch(queues=[], recovery=False)
+            common.import_recorded(info, given=bool(modules))
+    if chosen.given and not bulk.confirm("resume", len(infos), yes):
+        output.print_lines("nothing resumed", stderr=True)
+        return errors.FAILED
+    if not detach:  # leaving them to a worker needs no executor here
+        wf.launch(queues=[], recovery=False)
     handles = [wf.resume(info.workflow_id, detach=detach) for info in infos]
-    single = len(workflow_ids) == 1
+    single = len(infos) == 1 and not chosen.given
     if detach:
-        if json_out:
-            docs = [output.workflow_json(h.status()) for h in handles]
-            output.dump_json(docs[0] if single else docs)
-        else:
-            output.print_lines(*(h.workflow_id for h in handles))
+        if chosen.given and out == "table":
+            output.print_lines(f"resumed {output.plural(len(handles))} for a worker:", stderr=True)
+        waiting.print_outcomes([h.status() for h in handles], _detached(out), single=single)
         return errors.OK
+    if chosen.given and out == "table":
+        output.print_lines(f"resuming {output.plural(len(handles))}…", stderr=True)
     results: list[Any] = []
     codes: list[int] = []
     current = handles[0].workflow_id
     try:
         for h in handles:
             current = h.workflow_id
-            info, timed_out = common.wait_for(h, None, spin=not json_out, verb="resuming")
+            info, timed_out = waiting.wait_for(h, None, spin=out == "table", verb="resuming")
             results.append(info)
-            codes.append(common.outcome_code(info, timed_out))
+            codes.append(waiting.outcome_code(info, timed_out))
     except KeyboardInterrupt:
-        output.print_lines(common.interrupted_note(current), stderr=True)
+        output.print_lines(waiting.interrupted_note(current), stderr=True)
         return errors.INTERRUPTED
-    return _print_outcomes(results, codes, json_out, single)
+    if chosen.given and out == "table":
+        output.print_workflows(results)
+    else:
+        waiting.print_outcomes(results, out, single=single)
+    return waiting.worst(codes)
 
 
 @errors.command
@@ -222,17 +267,22 @@ def restart(
         typer.Option("--id", metavar="NEW_ID", help="The new workflow's ID (default: a new UUID)."),
     ] = None,
     detach: options.Detach = False,
+    modules: options.Modules = None,
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
+    fmt: options.Output = None,
     debug: options.Debug = False,
 ) -> int:
     """Run a recorded workflow again, with the same inputs, as a new workflow.
 
     Prints the new ID, runs it here and waits (or leaves it to a worker with
-    --detach).
+    --detach). The module the workflow records is imported (-m MODULE
+    imports others first, e.g. a file outside this directory).
     """
+    out = common.output_format(fmt, json_out)
     common.setup(db, app_db)
+    common.import_modules(modules)
     import wf
 
     info = wf.get_workflow(workflow_id)
@@ -245,19 +295,17 @@ def restart(
     if new_id is not None and not new_id.strip():
         raise errors.BadInput("--id must not be empty")
     if not detach:
-        common.import_recorded(info)
-    wf.launch(queues=[], recovery=False)
+        common.import_recorded(info, given=bool(modules))
+    if not detach:  # leaving it to a worker needs no executor here
+        wf.launch(queues=[], recovery=False)
     handle = wf.restart(workflow_id, from_step=from_step, workflow_id=new_id, detach=detach)
     if detach:
-        if json_out:
-            output.dump_json(output.workflow_json(handle.status()))
-        else:
-            output.print_lines(handle.workflow_id)
+        waiting.print_outcomes([handle.status()], _detached(out), single=True)
         return errors.OK
-    if not json_out:
+    if out == "table":
         output.print_lines(f"restarted {workflow_id} as {handle.workflow_id}", stderr=True)
     try:
-        return common.wait_and_print(handle, None, as_json=json_out, verb="running")
+        return waiting.wait_and_print(handle, None, fmt=out, verb="running")
     except KeyboardInterrupt:
-        output.print_lines(common.interrupted_note(handle.workflow_id), stderr=True)
+        output.print_lines(waiting.interrupted_note(handle.workflow_id), stderr=True)
         return errors.INTERRUPTED

@@ -35,6 +35,7 @@ def worker(
             help="Serve only this queue (repeatable; the variable takes a space-separated list). "
             "Default: every queue.",
             show_default=False,
+            autocompletion=options.complete_queue,
         ),
     ] = None,
     concurrency: Annotated[
@@ -90,6 +91,7 @@ def worker(
     level = logging.getLevelName(log_level.strip().upper())
     if not isinstance(level, int):
         raise errors.BadInput(f"--log-level: unknown level {log_level!r}")
+    options.check_queues(queues)
     common.setup(db, app_db)
     from wf._support import import_module
 

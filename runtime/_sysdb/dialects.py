@@ -228,7 +228,9 @@ class SqliteDialect(Dialect):
 
     def database_exists(self, url: str) -> bool:
         path = sa.engine.make_url(url).database
-        if not path or path == ":memory:" or path.startswith("file:"):
+        if path and path.startswith("file:"):  # a URI filename (?mode=ro)
+            path = path[len("file:") :].partition("?")[0]
+        if not path or path == ":memory:" or "mode=memory" in url:
             return True
         # an empty file is no database yet (connecting would write its header)
         return os.path.exists(path) and os.path.getsize(path) > 0

@@ -245,8 +245,28 @@ WORKFLOW_KEYS = {
     "executor_id",
     "queue",
     "recovery_attempts",
+    # issue 13
+    "parent_workflow_id",
+    "app_version",
+    "started_at",
+    "deadline",
+    "cancel_reason",
+    "forked_from",
+    "forked_from_step",
+    "child_count",
 }
-STEP_KEYS = {"position", "name", "kind", "output", "error", "started_at", "ended_at"}
+STEP_KEYS = {
+    "position",
+    "name",
+    "kind",
+    "output",
+    "error",
+    "started_at",
+    "ended_at",
+    "child_workflow_id",
+    "attempts",
+    "detail",
+}
 LOG_KEYS = {"workflow_id", "time", "level", "step", "message"}
 
 __all__ = ["APPS", "REPO", "Result", "Wf"]

@@ -98,6 +98,7 @@ def test_list_filters(wf_cli: Wf) -> None:
 
 
 def test_list_empty(wf_cli: Wf) -> None:
+    wf_cli("db", "migrate").ok()  # reads never create the database (issue 13)
     assert wf_cli("list", "--json").ok().json() == []
     res = wf_cli("list").ok()
     assert res.out == ""

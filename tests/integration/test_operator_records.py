@@ -260,3 +260,20 @@ def _pg_drop(admin_url: str, name: str) -> None:
     finally:
         engine.dispose()
     time.sleep(0)
+
+
+def test_a_blank_queue_name_is_refused_before_anything_is_written(launched: str) -> None:
+    for blank in ("", "  "):
+        with pytest.raises(wf.ConfigurationError, match="queue name"):
+            wf.start(kid, 1, queue=blank)
+        with pytest.raises(wf.ConfigurationError, match="a queue needs a name"):
+            wf.Queue(blank)
+    assert wf.count_workflows() == 0
+
+
+def test_a_read_only_sqlite_url_to_a_missing_file_is_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.sqlite"
+    wf.configure(database_url=f"sqlite:///{missing}?mode=ro", create=False)
+    with pytest.raises(wf.NoDatabaseError):
+        wf.list_workflows()
+    assert not missing.exists()
