@@ -20,7 +20,7 @@ The system database is --db URL, else WF_DATABASE_URL, else database_url under
 
 Exit codes: 0 success; 1 the workflow ended in ERROR (or the command failed);
 2 bad usage or input; 3 CANCELLED, RETRIES_EXCEEDED or an await timeout;
-4 no such workflow; 5 the database cannot be reached."""
+4 no such workflow; 5 the database cannot be reached or holds no wf database."""
 
 _SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -8,8 +8,18 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import Wf
 from tests.cli.test_show13 import H2
+
+
+@pytest.fixture
+def db_url(sqlite_database: str) -> str:
+    """SQLite only: what these tests check is the command line's rendering
+    and selection, the same on both backends (the records and filters behind
+    them are tested on both in tests/integration/test_operator_records.py)."""
+    return sqlite_database
 
 
 def _publisher(wf_cli: Wf, marker: Path, wid: str = "pub") -> subprocess.Popen[str]:

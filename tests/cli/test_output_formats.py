@@ -10,6 +10,8 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import (
     APPS,
     STEP_KEYS,
@@ -19,6 +21,14 @@ from tests.cli.conftest import (
     wf_executable,
 )
 from tests.cli.test_cli_bugs13 import write_family_app
+
+
+@pytest.fixture
+def db_url(sqlite_database: str) -> str:
+    """SQLite only: what these tests check is the command line's rendering
+    and selection, the same on both backends (the records and filters behind
+    them are tested on both in tests/integration/test_operator_records.py)."""
+    return sqlite_database
 
 
 def jsonl(text: str) -> list[object]:

@@ -10,7 +10,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import WORKFLOW_KEYS, Wf, database_untouched, wf_executable
+
+
+@pytest.fixture
+def db_url(sqlite_database: str) -> str:
+    """SQLite only: what these tests check is the command line's rendering
+    and selection, the same on both backends (the records and filters behind
+    them are tested on both in tests/integration/test_operator_records.py)."""
+    return sqlite_database
+
 
 H2 = "tests.cli.apps.h2"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import WORKFLOW_KEYS, Wf
 from tests.cli.test_show13 import H2, family, in_terminal
+
+
+@pytest.fixture
+def db_url(sqlite_database: str) -> str:
+    """SQLite only: what these tests check is the command line's rendering
+    and selection, the same on both backends (the records and filters behind
+    them are tested on both in tests/integration/test_operator_records.py)."""
+    return sqlite_database
 
 
 def test_tree_piped_json_and_ids(wf_cli: Wf) -> None:
