@@ -166,15 +166,6 @@ def test_waiting_commands_take_output_formats(wf_cli: Wf) -> None:
 # -- bug 1: waiting costs nothing extra on Postgres -------------------------------------------
 
 
-def _best_of(wf_cli: Wf, runs: int, *args: str) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t = time.monotonic()
-        wf_cli(*args).ok()
-        best = min(best, time.monotonic() - t)
-    return best
-
-
 def _listening(db_url: str) -> int:
     """Connections to the test database that ran LISTEN last."""
     import psycopg
@@ -201,10 +192,13 @@ def test_await_of_an_ended_workflow_and_detach_cost_no_listener(
 ) -> None:
     if backend != "postgres":
         pytest.skip("LISTEN/NOTIFY is Postgres's")
+    # the ~1 s exit cost was the listener's join: a wait that needs no
+    # wake-up (the workflow has ended) starts none (speed itself is measured
+    # in bench/, not asserted here)
     wf_cli("start", "--id", "quick", "tests.cli.apps.basic:add", "1", "2").ok()
-    status = _best_of(wf_cli, 3, "status", "quick")
-    waited = _best_of(wf_cli, 3, "await", "quick")
-    assert waited <= status + 0.2, f"wf await {waited:.2f}s vs wf status {status:.2f}s"
+    ended = wf_cli.spawn("await", "quick")
+    assert not _listened_while(db_url, ended)
+    assert wf_cli.finish(ended).code == 0
     # the check sees a listener when there is one: a real wait...
     wid = wf_cli("start", "--detach", "-q", "h2_unserved", f"{H2}:kid", "1").ok().out.strip()
     waiting = wf_cli.spawn("await", "--timeout", "2", wid)
@@ -214,5 +208,3 @@ def test_await_of_an_ended_workflow_and_detach_cost_no_listener(
     detach = wf_cli.spawn("start", "--detach", "-q", "h2_unserved", f"{H2}:kid", "2")
     assert not _listened_while(db_url, detach)
     assert wf_cli.finish(detach).code == 0
-    started = _best_of(wf_cli, 3, "start", "--detach", "-q", "h2_unserved", f"{H2}:kid", "3")
-    assert started <= status + 0.4, f"wf start --detach {started:.2f}s vs wf status {status:.2f}s"
