@@ -12,11 +12,13 @@ from typing import Any
 from bench.common import REPO, child_env, summary
 
 
-def time_command(cmd: list[str], reps: int, ok_codes: tuple[int, ...] = (0,)) -> dict[str, Any]:
+def time_command(
+    cmd: list[str], reps: int, ok_codes: tuple[int, ...] = (0,), **env: str
+) -> dict[str, Any]:
     def once() -> float:
         t = time.perf_counter()
         p = subprocess.run(
-            cmd, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd, cwd=REPO, env=child_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         elapsed = time.perf_counter() - t
         if p.returncode not in ok_codes:

@@ -46,6 +46,9 @@ class Sizes:
     list_rows: int
     list_reps: int
     cli_reps: int
+    scale_workflows: int  # drained per repetition by 1, 2 and 4 workers (direct, PgBouncer)
+    scale_reps: int
+    rss_workflows: int  # drained by one worker while its RSS is sampled
 
 
 FULL = Sizes(
@@ -61,6 +64,9 @@ FULL = Sizes(
     list_rows=1_000_000,
     list_reps=21,
     cli_reps=7,
+    scale_workflows=2000,
+    scale_reps=2,
+    rss_workflows=100_000,
 )
 QUICK = Sizes(
     rounds=3,
@@ -75,6 +81,9 @@ QUICK = Sizes(
     list_rows=100_000,
     list_reps=7,
     cli_reps=3,
+    scale_workflows=300,
+    scale_reps=1,
+    rss_workflows=5_000,
 )
 
 

@@ -90,6 +90,48 @@ def run(url: str, n: int, reps: int) -> dict[str, Any]:
     return {"seconds": summary(times), "launch_seconds": summary(launches), "n": n}
 
 
+def main(argv: list[str]) -> int:
+    """``python -m bench.recovery_bench [-n N] [--reps R] [--pg URL] [--no-sqlite]``:
+    this scenario alone, on a fresh Postgres database and a fresh SQLite file,
+    printing the median (and every repetition) per backend."""
+    import argparse
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bench.common import DEFAULT_PG_URL, drop_database, recreate_database, sqlite_url
+
+    p = argparse.ArgumentParser(prog="python -m bench.recovery_bench", description=main.__doc__)
+    p.add_argument("-n", type=int, default=10_000, help="workflows (default %(default)s)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions (default %(default)s)")
+    p.add_argument("--pg", default=DEFAULT_PG_URL, help="Postgres admin URL")
+    p.add_argument("--no-sqlite", action="store_true", help="Postgres only")
+    p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    args = p.parse_args(argv)
+    out: dict[str, Any] = {}
+    if not args.no_pg:
+        url = recreate_database(args.pg, "wf_bench_recovery")
+        try:
+            out["Postgres"] = run(url, args.n, args.reps)
+        finally:
+            drop_database(args.pg, "wf_bench_recovery")
+    if not args.no_sqlite:
+        tmp = Path(tempfile.mkdtemp(prefix="wf-recovery-"))
+        try:
+            out["SQLite"] = run(sqlite_url(tmp / "recovery.sqlite"), args.n, args.reps)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for backend, r in out.items():
+        s = r["seconds"]
+        print(
+            f"{backend}: recovery of {r['n']:,} workflows, median {s['median']:.2f} s "
+            f"(p10 {s['p10']:.2f}, p90 {s['p90']:.2f}, {s['n']} runs)"
+        )
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "child":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
         child(sys.argv[2], int(sys.argv[3]))
+    else:
+        raise SystemExit(main(sys.argv[1:]))

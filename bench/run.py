@@ -11,7 +11,16 @@ Scenarios (``--only NAME``, repeatable):
 - ``list``: ``wf list --status ERROR --limit 20`` and ``wf status`` on
   1,000,000 rows, and EXPLAIN of the list, dequeue and recovery queries
   (bench/explain.txt);
-- ``cli``: ``wf --help``.
+- ``cli``: ``wf --help``;
+- ``scale``: queue throughput with 1, 2 and 4 ``wf worker`` processes on one
+  Postgres, directly and through a PgBouncer (transaction pooling) the bench
+  starts itself, with the commits per second the server reached
+  (``--skip scale``, ``--skip pgbouncer``, ``--scale-workers``);
+- ``rss``: one ``wf worker`` draining 100,000 workflows (``--rss-count``),
+  its RSS, threads and fds sampled (``--rss-trace``: where the Python heap grew).
+
+The workflows scenario also measures the concurrent floor (16 connections in
+16 threads, the same INSERT) and the 0-step workflow, in the same rounds.
 
 Postgres: the server of ``--pg`` (default ``$WF_BENCH_PG_URL``, else
 postgres@127.0.0.1:5432), one fresh database per scenario (``wf_bench*``,
@@ -21,6 +30,7 @@ directory on the same disk."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -53,7 +63,7 @@ from bench.common import (
     wf_command,
 )
 
-SCENARIOS = ("floor", "workflows", "queue", "recovery", "list", "cli")
+SCENARIOS = ("floor", "workflows", "queue", "recovery", "list", "cli", "scale", "rss")
 KINDS = ("step", "transaction")
 
 
@@ -86,6 +96,31 @@ def _parser() -> argparse.ArgumentParser:
         default="wf_bench",
         help="name prefix of the Postgres databases it creates (default %(default)s); "
         "give concurrent runs different prefixes",
+    )
+    p.add_argument(
+        "--skip",
+        action="append",
+        choices=(*SCENARIOS, "pgbouncer"),
+        default=[],
+        metavar="NAME",
+        help="leave out this scenario (or 'pgbouncer': the scale scenario's PgBouncer rows); repeatable",
+    )
+    p.add_argument(
+        "--scale-workers",
+        default="1,2,4",
+        metavar="N,N,...",
+        help="worker process counts of the scale scenario (default %(default)s)",
+    )
+    p.add_argument(
+        "--rss-count",
+        type=int,
+        metavar="N",
+        help="workflows the rss scenario drains (default 100,000; 5,000 with --quick)",
+    )
+    p.add_argument(
+        "--rss-trace",
+        action="store_true",
+        help="run the rss worker under tracemalloc and report the lines whose memory grew",
     )
     p.add_argument("--no-sqlite", action="store_true", help="Postgres only")
     p.add_argument("--no-dbos", action="store_true", help="skip DBOS even when it is installed")
@@ -120,12 +155,15 @@ def _fresh(admin: str, suffix: str, dbs: list[str]) -> str:
 def run_workflows(
     admin: str, tmp: Path, sizes: Sizes, sqlite: bool, dbos: bool, floor_only: bool, dbs: list[str]
 ) -> dict[str, Any]:
-    from bench.floor import PgFloor, SqliteFloor
+    from bench.floor import PgConcurrentFloor, PgFloor, SqliteConcurrentFloor, SqliteFloor
 
     pg_url = _fresh(admin, "", dbs)
     floors: dict[str, Any] = {"pg": PgFloor(pg_url)}
+    # C connections in C threads, C = the width of the concurrent workloads
+    cfloors: dict[str, Any] = {"pg": PgConcurrentFloor(pg_url, sizes.width)}
     if sqlite:
         floors["sqlite"] = SqliteFloor(tmp / "floor.sqlite")
+        cfloors["sqlite"] = SqliteConcurrentFloor(tmp / "cfloor.sqlite", sizes.width)
     agents: dict[tuple[str, str], Agent] = {}
     try:
         if not floor_only:
@@ -148,6 +186,8 @@ def run_workflows(
             order = list(agents) if r % 2 == 0 else list(reversed(agents))
             for b, f in floors.items():
                 samples["floor", b].extend(x * 1000 for x in f.sample(sizes.floor_ops))
+            for b, cf in cfloors.items():
+                samples["cfloor", b].append(cf.sample(sizes.floor_ops))
             for kind in KINDS:
                 for key in order:
                     a = agents[key]
@@ -164,8 +204,14 @@ def run_workflows(
             a.close()
         for f in floors.values():
             f.close()
+        for cf in cfloors.values():
+            cf.close()
     out: dict[str, Any] = {
-        "floor": {b: {"ms_per_op": summary(samples["floor", b])} for b in floors}
+        "floor": {b: {"ms_per_op": summary(samples["floor", b])} for b in floors},
+        "concurrent_floor": {
+            b: {"commits_per_s": summary(samples["cfloor", b]), "connections": sizes.width}
+            for b in cfloors
+        },
     }
     wl: dict[str, Any] = {"steps": n, "width": width}
     for system, b in agents:
@@ -270,14 +316,55 @@ def run_list(
     return out
 
 
-def run_cli(sizes: Sizes) -> dict[str, Any]:
+def run_scale(
+    admin: str, sizes: Sizes, workers: list[int], pgbouncer: bool, dbs: list[str]
+) -> dict[str, Any]:
+    from bench import scale_bench
+
+    return scale_bench.run(
+        lambda suffix: _fresh(admin, suffix, dbs),
+        admin,
+        sizes.scale_workflows,
+        sizes.scale_reps,
+        workers,
+        pgbouncer,
+    )
+
+
+def run_rss(
+    admin: str, tmp: Path, n: int, sqlite: bool, trace: bool, dbs: list[str]
+) -> dict[str, Any]:
+    from bench import rss_bench
+
+    out: dict[str, Any] = {}
+    log(f"rss: one wf worker draining {n:,} workflows on Postgres")
+    out["pg"] = rss_bench.run(_fresh(admin, "rss", dbs), n, trace=trace)
+    if sqlite:
+        log(f"rss: one wf worker draining {n:,} workflows on SQLite")
+        out["sqlite"] = rss_bench.run(sqlite_url(tmp / "rss.sqlite"), n, trace=trace)
+    return out
+
+
+def run_cli(admin: str, tmp: Path, sizes: Sizes, sqlite: bool, dbs: list[str]) -> dict[str, Any]:
+    """``wf --help``, and ``wf start`` of a trivial workflow (bench/cli_app.py)
+    on a database that exists, each in a fresh process."""
     from bench.cli_bench import time_command
 
     cli = wf_command()
     if cli is None:
         log("cli: no wf CLI installed; skipped")
         return {}
-    return {"help_ms": time_command([*cli, "--help"], sizes.cli_reps)["ms"]}
+    out: dict[str, Any] = {"help_ms": time_command([*cli, "--help"], sizes.cli_reps)["ms"]}
+    start = [*cli, "start", "bench.cli_app:hello", "bench"]
+    log("cli: wf start of a trivial workflow")
+    out["start_pg_ms"] = time_command(
+        start, sizes.cli_reps, WF_DATABASE_URL=_fresh(admin, "cli", dbs)
+    )["ms"]
+    if sqlite:
+        out["start_sqlite_ms"] = time_command(
+            start, sizes.cli_reps, WF_DATABASE_URL=sqlite_url(tmp / "cli.sqlite")
+        )["ms"]
+    return out
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -329,9 +416,11 @@ def _meta(
             f"{sizes.seq_workflows} workflows per round; concurrent: one wave of {sizes.width} per round)"
         ),
         "sizes_note": (
-            f"queue {sizes.queue_workflows:,} workflows × {sizes.queue_reps} runs; recovery "
+            f"queue {sizes.queue_workflows:,} workflows × {sizes.queue_reps} runs; scale-out "
+            f"{sizes.scale_workflows:,} workflows × {sizes.scale_reps} runs per worker count; recovery "
             f"{sizes.recovery_workflows:,} workflows × {sizes.recovery_reps} runs; list {sizes.list_rows:,} rows, "
-            f"{sizes.list_reps} API calls; CLI {sizes.cli_reps} runs after a warm-up."
+            f"{sizes.list_reps} API calls; CLI {sizes.cli_reps} runs after a warm-up; worker RSS over "
+            f"{sizes.rss_workflows:,} workflows."
         ),
     }
 
@@ -341,7 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sizes = QUICK if args.quick else FULL
     DB_PREFIX[0] = args.prefix
-    only = set(args.only or SCENARIOS)
+    only = set(args.only or SCENARIOS) - set(args.skip)
+    if args.rss_count is not None:
+        sizes = dataclasses.replace(sizes, rss_workflows=args.rss_count)
+    try:
+        scale_workers = [int(x) for x in args.scale_workers.split(",") if x.strip()]
+    except ValueError:
+        _parser().error(f"--scale-workers: not a list of numbers: {args.scale_workers!r}")
     sqlite = not args.no_sqlite
     from bench.dbos_bench import available
 
@@ -380,7 +475,27 @@ def main(argv: list[str] | None = None) -> int:
             ("list", lambda: {"list": run_list(args.pg, tmp, sizes, sqlite, explain, dbs)})
         )
     if "cli" in only:
-        steps.append(("cli", lambda: {"cli": run_cli(sizes)}))
+        steps.append(("cli", lambda: {"cli": run_cli(args.pg, tmp, sizes, sqlite, dbs)}))
+    if "scale" in only:
+        steps.append(
+            (
+                "scale",
+                lambda: {
+                    "scale": run_scale(
+                        args.pg, sizes, scale_workers, "pgbouncer" not in args.skip, dbs
+                    )
+                },
+            )
+        )
+    if "rss" in only:
+        steps.append(
+            (
+                "rss",
+                lambda: {
+                    "rss": run_rss(args.pg, tmp, sizes.rss_workflows, sqlite, args.rss_trace, dbs)
+                },
+            )
+        )
     try:
         for name, step in steps:
             t = time.monotonic()

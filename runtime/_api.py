@@ -343,7 +343,7 @@ def migrate(database_url: str | None = None) -> int:
     from ._sysdb import SystemDatabase
 
     cfg = _config.resolve(database_url) if database_url else _root._config_now()
-    db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
+    db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1, **cfg.connection_options())
     try:
         db.ensure_reachable()
         return db.migrate()
@@ -357,7 +357,7 @@ def schema_status(database_url: str | None = None) -> SchemaStatus:
     from ._sysdb.schema import LATEST_VERSION
 
     cfg = _config.resolve(database_url) if database_url else _root._config_now()
-    db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1)
+    db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=1, **cfg.connection_options())
     try:
         db.ensure_reachable(create=False)  # a status creates nothing
         return SchemaStatus(

@@ -216,7 +216,7 @@ def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
         return replay(ctx, pos, rec, "recv", "recv")
     started = now_ms()
     t = _topic(topic)
-    ensure_listener(ex.sysdb.url)
+    ensure_listener(ex.sysdb.listen_url)
     deadline = time.monotonic() + max(0.0, timeout)
     delay = 0.005
     outage: float | None = None
@@ -305,7 +305,7 @@ def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) ->
     else:
         db = _root.client()
     started = now_ms()
-    ensure_listener(db.url)
+    ensure_listener(db.listen_url)
     deadline = time.monotonic() + max(0.0, timeout)
     delay = 0.005
     with (

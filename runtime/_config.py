@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import ConfigurationError
@@ -21,12 +22,25 @@ SOURCE_PYPROJECT = "pyproject"  # [tool.wf] in ./pyproject.toml
 SOURCE_DEFAULT = "default"  # sqlite:///wf.sqlite, or the system database for the app's
 
 
+# WF_POOLER: what sits between wf and Postgres. "transaction": a pooler
+# (PgBouncer pool_mode=transaction) that gives each transaction any server
+# connection, so wf prepares no statements and never LISTENs through it
+POOLERS = ("transaction",)
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
     app_database_url: str
     database_url_source: str = SOURCE_DEFAULT
     app_database_url_source: str = SOURCE_DEFAULT
+    pooler: str | None = None
+    # a direct URL wf LISTENs on behind a pooler (None there: waiters poll)
+    listen_url: str | None = None
+
+    def connection_options(self) -> dict[str, Any]:
+        """How wf's Databases connect (engine.Database's keyword arguments)."""
+        return {"pooled": self.pooler is not None, "listen_url": self.listen_url}
 
 
 def _pyproject_settings() -> dict[str, object]:
@@ -86,7 +100,23 @@ def resolve(database_url: str | None = None, app_database_url: str | None = None
         (lambda: setting("app_database_url"), SOURCE_PYPROJECT),
         (url, SOURCE_DEFAULT),
     )
-    return Config(normalize_url(url), normalize_url(app), source, app_source)
+    pooler = (os.environ.get("WF_POOLER") or setting("pooler") or "").strip().lower() or None
+    if pooler in ("none", "direct"):
+        pooler = None
+    if pooler is not None and pooler not in POOLERS:
+        raise ConfigurationError(
+            f"unsupported WF_POOLER {pooler!r}: use 'transaction' (PgBouncer's transaction "
+            "pooling) or leave it unset"
+        )
+    listen = os.environ.get("WF_LISTEN_URL") or setting("listen_url")
+    return Config(
+        normalize_url(url),
+        normalize_url(app),
+        source,
+        app_source,
+        pooler=pooler,
+        listen_url=normalize_url(listen) if listen else None,
+    )
 
 
 def _first(*candidates: tuple[object, str]) -> tuple[str, str]:

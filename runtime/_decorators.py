@@ -6,9 +6,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast, overload
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from . import _root
 from ._context import (
@@ -44,6 +42,9 @@ from ._registry import WorkflowSpec, qualified_name, register_workflow
 from ._sysdb import now_ms
 from ._tracing import call_span
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -52,7 +53,7 @@ def db() -> Connection:
     conn = tx_connection.get()
     if conn is None:
         raise WfError("wf.db() is only available inside a @wf.transaction function")
-    return cast(Connection, conn)
+    return cast("Connection", conn)
 
 
 def _mark(wrapper: Any, fn: Callable[..., Any], kind: str, name: str) -> Any:

@@ -147,7 +147,9 @@ def client() -> SystemDatabase:
     with _lock:
         if _client is None:
             cfg = _config_now()
-            db = SystemDatabase(cfg.database_url, outage_timeout=0, pool_size=2)
+            db = SystemDatabase(
+                cfg.database_url, outage_timeout=0, pool_size=2, **cfg.connection_options()
+            )
             try:
                 if _create:
                     db.ensure_reachable()

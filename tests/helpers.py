@@ -20,6 +20,8 @@ WF_ENV_VARS = (
     "WF_DATABASE_URL",
     "WF_APP_DATABASE_URL",
     "WF_EXECUTOR_ID",
+    "WF_POOLER",
+    "WF_LISTEN_URL",
 )
 
 

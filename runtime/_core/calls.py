@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc as sa_exc
-
 from .._context import (
     WorkflowContext,
     current_step,
@@ -24,8 +22,13 @@ from .._errors import (
     _OwnershipLost,
 )
 from .._serialization import dumps, loads
-from .._sysdb import StepRow, is_connection_error, is_serialization_failure, now_ms
-from .._sysdb.txguard import user_transaction
+from .._sysdb import (
+    StepRow,
+    is_connection_error,
+    is_database_error,
+    is_serialization_failure,
+    now_ms,
+)
 from .._tracing import call_span
 from .recording import NotRecorded, begin_call, replay, resolve_unrecorded, step_record
 
@@ -189,6 +192,8 @@ def _transact(
     outage_wait: float | None = None
     started = now_ms()
     state = current_step() if ctx is not None else None
+    from .._sysdb.txguard import user_transaction  # SQLAlchemy: once a transaction runs
+
     while True:
         output: str | None = None
         if state is not None and state.held_logs is not None:
@@ -196,7 +201,7 @@ def _transact(
             state.log_seq = 0
             state.held_logs.clear()
         try:
-            with db.transaction(isolation, read_only=read_only) as conn:
+            with db.user_transaction(isolation, read_only=read_only) as conn:
                 token = tx_connection.set(conn)
                 try:
                     with user_transaction(conn):
@@ -230,7 +235,11 @@ def _transact(
                 if found:
                     return step_record(ex, ctx, pos, name, "transaction", started, loads(out), None)
             return replay(ctx, pos, resolve_unrecorded(ex, ctx, pos), name, "transaction")
-        except (sa_exc.OperationalError, sa_exc.DBAPIError) as e:
+        except Exception as e:
+            if not is_database_error(e):
+                if ctx is None:
+                    raise
+                return step_record(ex, ctx, pos, name, "transaction", started, None, e)
             if is_serialization_failure(e) and attempt < 20:
                 attempt += 1
                 time.sleep(min(0.001 * 2**attempt, 0.5))
@@ -244,10 +253,6 @@ def _transact(
                 if done:
                     return value
                 continue
-            if ctx is None:
-                raise
-            return step_record(ex, ctx, pos, name, "transaction", started, None, e)
-        except Exception as e:
             if ctx is None:
                 raise
             return step_record(ex, ctx, pos, name, "transaction", started, None, e)

@@ -76,7 +76,7 @@ def wait_outcome(
     """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds."""
     from .._errors import AwaitTimeoutError
 
-    ensure_listener(sysdb.url)
+    ensure_listener(sysdb.listen_url)
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.002
     # a workflow thread waiting gives its pool slot back: what it waits for can run

@@ -6,7 +6,18 @@ Postgres triggers (so IDs of any length fit a NOTIFY payload). In-process
 events wake at once; on Postgres a listener thread turns ``NOTIFY wf`` into
 the same local wake-ups, so waiters in other processes wake at once too.
 Waiters still re-check the database with a backoff capped at 1 s, so a lost
-notification (a dropped connection) costs latency, never correctness."""
+notification (a dropped connection) costs latency, never correctness.
+
+The triggers notify only keys that some process registered (schema 4; a
+notifying commit serializes with every other one, so a finish nobody waits
+for must not notify). A waiter registers its key through the listener's
+session once it has waited ``REGISTER_AFTER_S`` (most waits on a workflow of
+the same process end sooner, woken in-process, and cost nothing), and wakes
+to re-check as soon as the row is in (``schema.wake_wanted`` says why that
+re-check cannot miss a concurrent finish). The key is given up when the
+last waiter for it in this process closes. Cancel keys (``c:``) are always
+notified, so they are never registered. Dequeuers need no registration: an
+executor's heartbeat row names the queues it serves."""
 
 from __future__ import annotations
 
@@ -20,11 +31,15 @@ from .._sysdb.dialects import dialect_for
 log = logging.getLogger("wf")
 
 _cond = threading.Condition()
-# key -> [waiters interested in it, version]. Only keys someone waits on are
-# held (a notification nobody waits for is dropped), so the map is bounded by
-# the waiters alive at once, not by every key ever notified.
+# key -> [waiters interested in it, version, of them registered with the
+# listeners]. Only keys someone waits on are held (a notification nobody
+# waits for is dropped), so the map is bounded by the waiters alive at once,
+# not by every key ever notified.
 _interest: dict[str, list[int]] = {}
 _epoch = 0  # bumped when notifications may have been missed: wakes everyone
+
+# how long a waiter waits before registering its key with the database
+REGISTER_AFTER_S = 0.01
 
 
 def notify_local(key: str) -> None:
@@ -62,14 +77,16 @@ def tracked_keys() -> int:
 class Waiter:
     """Arm before checking the database, then wait: a wake-up that lands in
     between is not lost. Close it when done (or use it as a context manager)
-    so its key is forgotten."""
+    so its key is forgotten (and given up in the database)."""
 
-    __slots__ = ("key", "version", "_entry")
+    __slots__ = ("key", "version", "_entry", "_since", "_remote")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.version = (0, 0)
         self._entry: list[int] | None = None
+        self._since: float | None = None  # the first wait()
+        self._remote = False  # counted in the entry's registrations
 
     def _now(self) -> tuple[int, int]:
         assert self._entry is not None
@@ -80,7 +97,7 @@ class Waiter:
             if self._entry is None:
                 entry = _interest.get(self.key)
                 if entry is None:
-                    entry = _interest[self.key] = [0, 0]
+                    entry = _interest[self.key] = [0, 0, 0]
                 entry[0] += 1
                 self._entry = entry
             self.version = self._now()
@@ -94,22 +111,66 @@ class Waiter:
     def wait(self, timeout: float) -> None:
         if self._entry is None:
             self.arm()
+        if not self._remote and _listeners and not self.key.startswith("c:"):
+            now = time.monotonic()
+            if self._since is None:
+                self._since = now
+            left = self._since + REGISTER_AFTER_S - now
+            if 0 < left < timeout:
+                # wait out the grace, then register and wait the rest
+                self._wait(left)
+                if self.fired():
+                    return
+                timeout -= left
+                left = 0
+            if left <= 0:
+                self._register()
+        self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
         with _cond:
             _cond.wait_for(lambda: self._now() != self.version, timeout)
 
+    def _register(self) -> None:
+        with _cond:
+            entry = self._entry
+            if entry is None or self._remote:
+                return
+            self._remote = True
+            entry[2] += 1
+            first = entry[2] == 1
+        if first:
+            for lst in list(_listeners.values()):
+                lst.want(self.key)
+
     def close(self) -> None:
+        last_remote = False
         with _cond:
             entry, self._entry = self._entry, None
             if entry is not None:
                 entry[0] -= 1
+                if self._remote:
+                    entry[2] -= 1
+                    last_remote = entry[2] <= 0
                 if entry[0] <= 0 and _interest.get(self.key) is entry:
                     del _interest[self.key]
+            self._remote = False
+            self._since = None
+        if last_remote:
+            for lst in list(_listeners.values()):
+                lst.unwant(self.key)
 
     def __enter__(self) -> Waiter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def registered_keys() -> int:
+    """How many keys this process has asked the database to notify it of."""
+    with _cond:
+        return sum(1 for e in _interest.values() if e[2] > 0)
 
 
 # -- Postgres LISTEN: one listener per database, relaying into the wake-ups here ------
@@ -124,15 +185,21 @@ def _relay(payload: str) -> None:
         wake_dequeuers()
 
 
-def ensure_listener(url: str) -> None:
+def ensure_listener(url: str | None) -> None:
     """Start (once per database) the thread that relays Postgres notifications;
-    on (re)connect everyone re-checks (anything sent meanwhile was lost)."""
-    if not dialect_for(url).listens:
+    on (re)connect everyone re-checks (anything sent meanwhile was lost).
+    ``url`` None: nowhere to listen (SQLite, or behind a pooler without a
+    direct URL): waiters poll."""
+    if url is None or not dialect_for(url).listens:
         return
     with _listeners_lock:
         if url in _listeners and _listeners[url].is_alive():
             return
-        listener = _listeners[url] = start_listener(url, _relay, notify_everyone)
+        listener = _listeners[url] = start_listener(url, _relay, notify_everyone, notify_local)
+        with _cond:
+            wanted = [k for k, e in _interest.items() if e[2] > 0]
+        for key in wanted:  # waits that began before this database was listened to
+            listener.want(key)
     listener.ready.wait(2.0)
 
 

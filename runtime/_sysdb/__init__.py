@@ -6,7 +6,7 @@ operations (database.py with messaging.py and queueing.py), typed rows
 writes SQL or knows a driver."""
 
 from .database import AppDatabase, SystemDatabase
-from .engine import is_connection_error, is_serialization_failure
+from .engine import is_connection_error, is_database_error, is_serialization_failure
 from .listener import Listener, start_listener
 from .rows import (
     ClaimedRow,
@@ -30,6 +30,7 @@ __all__ = [
     "SystemDatabase",
     "WorkflowRow",
     "is_connection_error",
+    "is_database_error",
     "is_serialization_failure",
     "now_ms",
     "start_listener",

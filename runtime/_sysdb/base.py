@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
 from .._config import display_url
 from .._errors import DatabaseUnreachableError, NoDatabaseError
 from . import schema
@@ -18,8 +16,16 @@ class BaseDatabase(Database):
     version_table = "schema_version"
     migrations: list[list[str]] = []
 
-    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
-        super().__init__(url, outage_timeout, pool_size)
+    def __init__(
+        self,
+        url: str,
+        outage_timeout: float | None = None,
+        pool_size: int = 10,
+        *,
+        pooled: bool = False,
+        listen_url: str | None = None,
+    ) -> None:
+        super().__init__(url, outage_timeout, pool_size, pooled=pooled, listen_url=listen_url)
         self._rendered: dict[str, str] = {}
 
     def q(self, query: str) -> str:
@@ -37,8 +43,7 @@ class BaseDatabase(Database):
         if not create and not self.backend.database_exists(self.url):
             raise self.no_database()
         try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
+            self.lane.run("SELECT 1", {})
         except Exception as e:
             if self.backend.is_missing_database(e):
                 if not create:
@@ -84,20 +89,22 @@ class BaseDatabase(Database):
 
     def migrate(self) -> int:
         """Apply missing migrations; idempotent and safe from many processes at once."""
+        if self.schema_version() == len(self.migrations):
+            return len(self.migrations)  # one read, the common case
 
         def attempt() -> int:
             with self.transaction() as conn:
                 for stmt in self.backend.migration_preamble():
                     conn.exec_driver_sql(stmt)
-                conn.execute(sa.text(self.q("create_version_table")))
-                row = conn.execute(sa.text(self.q("get_version"))).first()
+                conn.execute(self.q("create_version_table"))
+                row = conn.execute(self.q("get_version")).first()
                 current = int(row[0]) if row else 0
                 if row is None:
-                    conn.execute(sa.text(self.q("insert_version")), {"v": 0})
+                    conn.execute(self.q("insert_version"), {"v": 0})
                 for version in range(current + 1, len(self.migrations) + 1):
                     for stmt in schema.statements(self.migrations[version - 1], self.backend):
                         conn.exec_driver_sql(stmt)
-                    conn.execute(sa.text(self.q("set_version")), {"v": version})
+                    conn.execute(self.q("set_version"), {"v": version})
                 return len(self.migrations)
 
         return self.retrying(attempt)

@@ -6,11 +6,10 @@ the system database."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 from .._errors import QueueDedupError
 from .._records import Status
@@ -102,10 +101,9 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         row = self.run("get_workflow", workflow_id=workflow_id).first()
         return WorkflowRow(*row) if row else None
 
-    def workflow_exists(self, workflow_id: str, conn: Connection) -> bool:
+    def workflow_exists(self, workflow_id: str, conn: Any) -> bool:
         return (
-            conn.execute(self.text(self.q("get_outcome")), {"workflow_id": workflow_id}).first()
-            is not None
+            self.on(conn, self.q("get_outcome"), {"workflow_id": workflow_id}).first() is not None
         )
 
     def get_outcome(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
@@ -143,16 +141,9 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
 
     def cancelled_among(self, workflow_ids: list[str], chunk: int = 500) -> list[str]:
         """Those of ``workflow_ids`` that are CANCELLED."""
-        stmt = sa.text(self.q("cancelled_among")).bindparams(sa.bindparam("ids", expanding=True))
         out: list[str] = []
         for i in range(0, len(workflow_ids), chunk):
-            ids = workflow_ids[i : i + chunk]
-
-            def run(ids: list[str] = ids) -> list[Any]:
-                with self.connect() as conn:
-                    return list(conn.execute(stmt, {"ids": ids}))
-
-            out.extend(r[0] for r in self.retrying(run))
+            out.extend(r[0] for r in self.run("cancelled_among", ids=workflow_ids[i : i + chunk]))
         return out
 
     def children_of(self, workflow_id: str) -> list[str]:
@@ -197,7 +188,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         now = now_ms()
         with self.transaction() as conn:
             inserted = conn.execute(
-                self.text(self.q("insert_workflow")),
+                self.q("insert_workflow"),
                 dict(
                     workflow_id=new_id,
                     status=Status.PENDING if executor_id else Status.ENQUEUED,
@@ -218,7 +209,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
             ).rowcount
             if inserted:
                 conn.execute(
-                    self.text(self.q("set_forked_from")),
+                    self.q("set_forked_from"),
                     dict(
                         workflow_id=new_id,
                         forked_from=row.workflow_id,
@@ -227,18 +218,18 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                 )
             if inserted and copy_before > 0:
                 conn.execute(
-                    self.text(self.q("copy_steps")),
+                    self.q("copy_steps"),
                     dict(workflow_id=row.workflow_id, new_workflow_id=new_id, before=copy_before),
                 )
                 # the events those calls set: a replayed set_event skips its write
                 for (output,) in conn.execute(
-                    self.text(self.q("copied_event_sets")),
+                    self.q("copied_event_sets"),
                     dict(workflow_id=new_id),
                 ):
                     key, value = event_of_record(output)
                     if key is not None:
                         conn.execute(
-                            self.text(self.q("set_event")),
+                            self.q("set_event"),
                             dict(workflow_id=new_id, key=key, value=value, now=now),
                         )
         return bool(inserted)
@@ -286,13 +277,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         """How many children each of these workflows has (absent: none)."""
         if not workflow_ids:
             return {}
-        stmt = sa.text(self.q("child_counts")).bindparams(sa.bindparam("ids", expanding=True))
-
-        def run() -> list[Any]:
-            with self.connect() as conn:
-                return list(conn.execute(stmt, {"ids": workflow_ids}))
-
-        return {r[0]: int(r[1]) for r in self.retrying(run)}
+        return {r[0]: int(r[1]) for r in self.run("child_counts", ids=workflow_ids)}
 
     # -- steps ---------------------------------------------------------------------
 
@@ -307,7 +292,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         error: str | None,
         started_at: int | None,
         child_workflow_id: str | None = None,
-        conn: Connection | None = None,
+        conn: Any = None,
         ended_at: int | None = None,
         cancelled: bool = False,
         attempts: int = 1,
@@ -332,7 +317,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         )
         query = "record_step_cancelled" if cancelled else "record_step"
         if conn is not None:
-            return bool(conn.execute(self.text(self.q(query)), params).rowcount)
+            return bool(self.on(conn, self.q(query), params).rowcount)
         return bool(self.run(query, **params).rowcount)
 
     def get_steps(self, workflow_id: str) -> list[StepRow]:
@@ -341,15 +326,8 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
     def get_steps_of(self, workflow_ids: list[str], chunk: int = 500) -> dict[str, list[StepRow]]:
         """The recorded calls of many workflows, a few round trips in all."""
         out: dict[str, list[StepRow]] = {wid: [] for wid in workflow_ids}
-        stmt = sa.text(self.q("get_steps_of")).bindparams(sa.bindparam("ids", expanding=True))
         for i in range(0, len(workflow_ids), chunk):
-            ids = workflow_ids[i : i + chunk]
-
-            def run(ids: list[str] = ids) -> list[Any]:
-                with self.connect() as conn:
-                    return list(conn.execute(stmt, {"ids": ids}))
-
-            for r in self.retrying(run):
+            for r in self.run("get_steps_of", ids=workflow_ids[i : i + chunk]):
                 out[r[0]].append(StepRow(*tuple(r)[1:]))
         return out
 
@@ -376,8 +354,10 @@ class AppDatabase(BaseDatabase):
                     dict(workflow_id=workflow_id, position=position, output=output, now=now_ms()),
                 )
             return True
-        except sa_exc.IntegrityError:
-            return False
+        except Exception as e:
+            if is_integrity_error(e):
+                return False
+            raise
 
     def get_tx_output(self, workflow_id: str, position: int) -> tuple[bool, str | None]:
         row = self.run("get_tx_output", workflow_id=workflow_id, position=position).first()

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, ClassVar
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from .driver import expand_lists, to_pyformat
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+# connections of a Database's single-statement pool (engine.Database.lane):
+# bounded, so hundreds of workflow threads never open hundreds of server
+# connections (Postgres allows 100 by default)
+LANE_CONNECTIONS = 16
 
 ISOLATION_SQL = {
     "serializable": "SERIALIZABLE",
@@ -31,12 +40,13 @@ class Dialect:
     ddl_types: ClassVar[dict[str, str]]
     # the LISTEN/NOTIFY wake-ups (and the schema's NOTIFY triggers)
     listens: ClassVar[bool]
-    # single statements may skip SQLAlchemy (engine.FastLane)
-    has_fast_lane: ClassVar[bool]
     # advisory locks serialize migrations and limited dequeues across processes
     advisory_locks: ClassVar[bool]
     # does a write transaction hold the whole database's write lock (SQLite)?
     locks_database: ClassVar[bool]
+    # how many writers gain from running at once (more only queue): SQLite's
+    # take turns at one lock; Postgres's as many as a Pool's connections
+    useful_writers: ClassVar[int]
     # does a read-only @wf.transaction run READ ONLY (so the call's record is
     # written after it, not in it)? SQLite ignores the option.
     read_only_transactions: ClassVar[bool]
@@ -44,8 +54,25 @@ class Dialect:
     def begin(self, isolation: str | None, read_only: bool) -> str:
         raise NotImplementedError
 
-    def make_engine(self, url: str, pool_size: int, pre_ping: bool) -> Engine:
+    def make_engine(self, url: str, pool_size: int, pre_ping: bool, prepared: bool) -> Engine:
+        """The SQLAlchemy engine user transactions run on."""
         raise NotImplementedError
+
+    def connect(self, url: str, prepared: bool) -> Any:
+        """A new autocommit driver connection (``prepared``: may use
+        server-side prepared statements)."""
+        raise NotImplementedError
+
+    def style(self, sql: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """wf's ``:name`` SQL and its parameters as the driver takes them."""
+        for v in params.values():
+            if isinstance(v, list | tuple):
+                return expand_lists(sql, params)
+        return sql, params
+
+    # extra arguments of the driver's execute() for DDL and other
+    # statements that must not be prepared
+    ddl_kwargs: ClassVar[dict[str, Any]] = {}
 
     def migration_preamble(self) -> list[str]:
         """Statements run first in the migration transaction."""
@@ -98,7 +125,8 @@ class PostgresDialect(Dialect):
         "seq_index": ", seq",
     }
     listens = True
-    has_fast_lane = True
+    useful_writers = LANE_CONNECTIONS
+    ddl_kwargs: ClassVar[dict[str, Any]] = {"prepare": False}
     advisory_locks = True
     locks_database = False
     read_only_transactions = True
@@ -117,21 +145,50 @@ class PostgresDialect(Dialect):
             begin += " READ ONLY"
         return begin
 
-    def make_engine(self, url: str, pool_size: int, pre_ping: bool) -> Engine:
+    def make_engine(self, url: str, pool_size: int, pre_ping: bool, prepared: bool) -> Engine:
+        import sqlalchemy as sa
+
+        args: dict[str, Any] = {"connect_timeout": 10, "application_name": "wf"}
+        if not prepared:  # psycopg's default prepares a statement at its 5th use
+            args["prepare_threshold"] = None
         return sa.create_engine(
             url,
             isolation_level="AUTOCOMMIT",
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=pre_ping,
-            connect_args={"connect_timeout": 10, "application_name": "wf"},
+            connect_args=args,
         )
 
     @staticmethod
     def conninfo(url: str) -> str:
-        """The URL as plain psycopg takes it (no SQLAlchemy driver suffix)."""
-        u = sa.engine.make_url(url).set(drivername="postgresql")
-        return u.render_as_string(hide_password=False)
+        """The URL as libpq takes it (no SQLAlchemy driver suffix; several
+        hosts and every libpq parameter pass through)."""
+        return "postgresql://" + url.partition("://")[2]
+
+    def connect(self, url: str, prepared: bool) -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            self.conninfo(url),
+            autocommit=True,
+            # 0: prepare every statement at its first use (the hot path's
+            # statements repeat); None: never (a transaction-pooling PgBouncer
+            # hands each transaction any server connection)
+            prepare_threshold=0 if prepared else None,
+            connect_timeout=10,
+            application_name="wf",
+        )
+
+    def style(self, sql: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+        for v in params.values():
+            if isinstance(v, list | tuple):
+                sql, expanded = expand_lists(sql, params)
+                return to_pyformat(sql), expanded
+        text = _PYFORMAT.get(sql)
+        if text is None:
+            text = _PYFORMAT[sql] = to_pyformat(sql)
+        return text, params
 
     def migration_preamble(self) -> list[str]:
         # serialize concurrent launches; the lock ends with the transaction
@@ -142,26 +199,24 @@ class PostgresDialect(Dialect):
         return _MISSING_DATABASE.search(str(e)) is not None
 
     def create_database(self, url: str) -> None:
-        u = sa.engine.make_url(url)
-        admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                name = u.database or "wf"
-                quoted = '"' + name.replace('"', '""') + '"'
-                try:
-                    conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-                except (sa_exc.ProgrammingError, sa_exc.IntegrityError) as e:
-                    # a concurrent first launch created it: a unique violation
-                    # on pg_database (SQLSTATE 23505) or "already exists"
-                    if "already exists" not in str(e) and not is_integrity_error(e):
-                        raise
-        finally:
-            admin.dispose()
+        import psycopg
+
+        with psycopg.connect(
+            self.conninfo(url), dbname="postgres", autocommit=True, connect_timeout=10
+        ) as admin:
+            name = _database_name(url)
+            quoted = '"' + name.replace('"', '""') + '"'
+            try:
+                admin.execute(f"CREATE DATABASE {quoted}")
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # a concurrent first launch created it (SQLSTATE 42P04 or 23505)
 
     def is_connection_error(self, e: BaseException) -> bool:
         state = getattr(e, "sqlstate", None)
-        if state is None:  # raised by the client: no connection, or it broke
-            return type(e).__name__ in ("OperationalError", "InterfaceError")
+        if state is None:  # raised by the client: no connection, it broke, or timed out
+            return any(
+                c.__name__ in ("OperationalError", "InterfaceError") for c in type(e).__mro__
+            )
         return state.startswith("08") or state in self._CONNECTION_STATES
 
     def is_serialization_failure(self, e: BaseException) -> bool:
@@ -172,6 +227,16 @@ class PostgresDialect(Dialect):
 
 
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
+# wf's SQL in psycopg's style, per statement text (statements are few and fixed)
+_PYFORMAT: dict[str, str] = {}
+
+
+def _database_name(url: str) -> str:
+    """The database a Postgres URL names (libpq's default: the user's name)."""
+    import psycopg
+
+    params = psycopg.conninfo.conninfo_to_dict(PostgresDialect.conninfo(url))
+    return str(params.get("dbname") or params.get("user") or "wf")
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -205,7 +270,7 @@ class SqliteDialect(Dialect):
         "seq_index": "",
     }
     listens = False
-    has_fast_lane = False
+    useful_writers = 4
     advisory_locks = False
     locks_database = True
     read_only_transactions = False
@@ -215,7 +280,9 @@ class SqliteDialect(Dialect):
         # write later cannot deadlock with another one upgrading too
         return "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
-    def make_engine(self, url: str, pool_size: int, pre_ping: bool) -> Engine:
+    def make_engine(self, url: str, pool_size: int, pre_ping: bool, prepared: bool) -> Engine:
+        import sqlalchemy as sa
+
         engine = sa.create_engine(
             url,
             isolation_level="AUTOCOMMIT",
@@ -226,9 +293,19 @@ class SqliteDialect(Dialect):
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
 
+    def connect(self, url: str, prepared: bool) -> Any:
+        import sqlite3
+
+        target, uri, timeout = _sqlite_target(url)
+        conn = sqlite3.connect(
+            target, timeout=timeout, uri=uri, isolation_level=None, check_same_thread=False
+        )
+        _sqlite_on_connect(conn, None)
+        return conn
+
     def database_exists(self, url: str) -> bool:
-        path = sa.engine.make_url(url).database
-        if path and path.startswith("file:"):  # a URI filename (?mode=ro)
+        path, _uri, _timeout = _sqlite_target(url)
+        if path.startswith("file:"):  # a URI filename (?mode=ro)
             path = path[len("file:") :].partition("?")[0]
         if not path or path == ":memory:" or "mode=memory" in url:
             return True
@@ -240,6 +317,26 @@ class SqliteDialect(Dialect):
         return type(e).__name__ == "OperationalError" and any(
             m in msg for m in ("locked", "busy", "unable to open", "disk i/o")
         )
+
+
+# the driver's own connect() arguments a SQLite URL may carry (config.py
+# admits no others); SQLite's URI parameters stay in the filename
+_PYSQLITE_ARGS = frozenset(
+    ("timeout", "uri", "isolation_level", "detect_types", "check_same_thread", "cached_statements")
+)
+
+
+def _sqlite_target(url: str) -> tuple[str, bool, float]:
+    """``sqlite:///path?query`` → (what sqlite3.connect opens, is it a URI
+    filename, busy timeout in seconds)."""
+    path, _, query = url.partition("://")[2][1:].partition("?")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    uri = params.get("uri", "").lower() in ("true", "1")
+    timeout = float(params.get("timeout") or 30)
+    if uri:
+        rest = "&".join(f"{k}={v}" for k, v in params.items() if k.lower() not in _PYSQLITE_ARGS)
+        path = path + ("?" + rest if rest else "")
+    return path, uri, timeout
 
 
 POSTGRES = PostgresDialect()
@@ -256,6 +353,10 @@ def dialect_for(url: str) -> Dialect:
 def driver_error(e: BaseException) -> tuple[Dialect | None, BaseException]:
     """The driver's own exception inside ``e`` and the dialect whose driver
     raised it (None: not a driver error)."""
-    if isinstance(e, sa_exc.DBAPIError) and e.orig is not None:
-        e = e.orig
+    orig = getattr(e, "orig", None)  # SQLAlchemy's wrapper (a user transaction's error)
+    if orig is not None and "sqlalchemy" in sys.modules:
+        from sqlalchemy import exc as sa_exc
+
+        if isinstance(e, sa_exc.DBAPIError):
+            e = orig
     return _BY_DRIVER.get(type(e).__module__.partition(".")[0]), e

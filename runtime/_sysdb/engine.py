@@ -1,44 +1,33 @@
-"""Engines and connections: one autocommit pool per database URL, explicit
-BEGIN/COMMIT for the few multi-statement transactions, retries through
-outages. Single-statement writes therefore cost exactly one round trip (on
-Postgres through the fast lane, FastLane below). What differs per database is
-asked of the URL's Dialect (dialects.py), chosen once at construction."""
+"""Connections and outage retries: every statement and transaction of wf's
+own runs on a driver.Pool of raw autocommit connections (one round trip for
+a single statement), retried through outages; user transactions get a
+SQLAlchemy Connection from an engine made on first use. What differs per
+database is asked of the URL's Dialect (dialects.py), chosen once at
+construction."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import display_url
 from .._errors import DatabaseUnreachableError, WfError
-from .dialects import Dialect, PostgresDialect, dialect_for, driver_error
+from .dialects import LANE_CONNECTIONS, Dialect, dialect_for, driver_error
 from .dialects import is_integrity_error as is_integrity_error
-from .txguard import guard
+from .driver import Pool, RawConnection, Rows, count_connection_error
+from .driver import connection_errors_seen as connection_errors_seen
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("wf")
 T = TypeVar("T")
-
-# connection errors each thread's statements met (retried or not): a write
-# that met one may have committed with only its answer lost
-_seen = threading.local()
-
-
-def connection_errors_seen() -> int:
-    """How many connection errors this thread's statements have met so far."""
-    return int(getattr(_seen, "n", 0))
-
-
-def _count_connection_error() -> None:
-    _seen.n = connection_errors_seen() + 1
-
 
 # per thread: the SQLite files whose write lock it holds (inside a write
 # transaction). A write on another connection to the same file would wait for
@@ -62,12 +51,17 @@ def _self_deadlock(url: str) -> WfError:
 def is_connection_error(e: BaseException) -> bool:
     """Is ``e`` the database being unreachable (worth retrying), rather than
     an error in the statement?"""
-    if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
-        return True
+    if getattr(e, "connection_invalidated", False) and "sqlalchemy" in sys.modules:
+        return True  # SQLAlchemy's wrapper saw the connection die
     dialect, orig = driver_error(e)
     if dialect is None:
         return isinstance(orig, ConnectionError)
     return dialect.is_connection_error(orig)
+
+
+def is_database_error(e: BaseException) -> bool:
+    """Did the database or its driver raise ``e`` (not the user's own code)?"""
+    return type(e).__module__.partition(".")[0] in ("sqlalchemy", "psycopg", "sqlite3")
 
 
 def is_serialization_failure(e: BaseException) -> bool:
@@ -78,37 +72,89 @@ def is_serialization_failure(e: BaseException) -> bool:
 
 
 class Database:
-    """A pool of autocommit connections to one database, with outage retries.
+    """Pools of autocommit connections to one database, with outage retries.
 
     ``outage_timeout``: how long an operation keeps retrying while the
     database is unreachable (None: for ever, which is what a worker wants;
-    0: fail at once, which is what a CLI read wants)."""
+    0: fail at once, which is what a CLI read wants). ``pooled``: behind a
+    transaction-pooling PgBouncer, so no server-side prepared statements and
+    no LISTEN through it (``listen_url``: a direct URL to LISTEN on there;
+    None: waiters poll)."""
 
-    def __init__(self, url: str, outage_timeout: float | None = None, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        outage_timeout: float | None = None,
+        pool_size: int = 10,
+        *,
+        pooled: bool = False,
+        listen_url: str | None = None,
+    ) -> None:
         self.url = url
         self.backend: Dialect = dialect_for(url)
         self.dialect = self.backend.name
-        # fail-fast clients (CLI) check pooled connections before use: their
-        # first statement after a database restart must not fail on a dead one
-        # its connections refuse a user transaction's own commit (txguard)
-        self.engine = guard(self.backend.make_engine(url, pool_size, pre_ping=outage_timeout == 0))
         self.outage_timeout = outage_timeout
+        self.prepared = prepared = not pooled
+        # where wake-ups are heard (None: nowhere; waiters poll)
+        self.listen_url: str | None = (
+            None if not self.backend.listens else listen_url if pooled else url
+        )
+        self._pool_size = pool_size
+        self._engine: Engine | None = None
         self._texts: dict[str, sa.TextClause] = {}
-        self._compiled: dict[str, str] = {}
-        # single statements skip SQLAlchemy's pool and execution layers on
-        # Postgres: measured, they cost about as much as the round trip itself
-        self.lane = FastLane(url) if self.backend.has_fast_lane else None
+        backend = self.backend
+
+        def connect() -> Any:
+            return backend.connect(url, prepared)
+
+        def broken(e: BaseException) -> bool:
+            return backend.is_connection_error(e)
+
+        # single statements (held for one statement: the pool grows to the
+        # statements in flight, not the running workflows) and transactions
+        # apart, so a transaction's holder never waits on itself
+        self.lane = Pool(connect, broken, max_open=LANE_CONNECTIONS)
+        self._tx_pool = Pool(connect, broken, max_open=2 * pool_size)
         self._lock = threading.Lock()
         # wall-clock time of the last connection error any call here saw:
         # liveness judgements made just after an outage must not trust
         # heartbeats that everyone was unable to write
         self.last_outage = 0.0
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of user transactions, made on first use."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from .txguard import guard
+
+                    # fail-fast clients check pooled connections before use;
+                    # the connections refuse a user transaction's own commit
+                    self._engine = guard(
+                        self.backend.make_engine(
+                            self.url,
+                            self._pool_size,
+                            pre_ping=self.outage_timeout == 0,
+                            prepared=self.prepared,
+                        )
+                    )
+        return self._engine
+
     def text(self, sql: str) -> sa.TextClause:
         t = self._texts.get(sql)
         if t is None:
+            import sqlalchemy as sa
+
             t = self._texts[sql] = sa.text(sql)
         return t
+
+    def on(self, conn: Any, sql: str, params: dict[str, Any]) -> Any:
+        """``sql`` on ``conn``: a transaction of wf's own, or the SQLAlchemy
+        Connection of a user transaction the statement must join."""
+        if isinstance(conn, RawConnection):
+            return conn.execute(sql, params)
+        return conn.execute(self.text(sql), params)
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` again after a connection error, with backoff, until
@@ -122,7 +168,7 @@ class Database:
             except Exception as e:
                 if not is_connection_error(e):
                     raise
-                _count_connection_error()
+                count_connection_error()
                 self.last_outage = time.time()
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise DatabaseUnreachableError(
@@ -151,84 +197,102 @@ class Database:
                 "database %s unreachable, retrying: %s", display_url(self.url), _first_line(error)
             )
             delay = 0.05
-        if self.lane is not None:
-            self.lane.drop_idle()
+        self.lane.drop_idle()
+        self._tx_pool.drop_idle()
         time.sleep(delay)
         return min(delay * 2, 2.0)
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Rows:
         """One statement, autocommitted (one round trip), retried through outages."""
-        if self.lane is not None:
-            lane = self.lane
-            compiled = self._compiled.get(sql)
-            if compiled is None:
-                compiled = self._compiled[sql] = str(
-                    sa.text(sql).compile(dialect=self.engine.dialect)
-                )
-            return self.retrying(lambda: lane.execute(compiled, params or {}))
-        if _holds_write_lock(self.url) and sql.lstrip()[:6].upper() != "SELECT":
+        if (
+            self.backend.locks_database
+            and _holds_write_lock(self.url)
+            and sql.lstrip()[:6].upper() != "SELECT"
+        ):
             raise _self_deadlock(self.url)
-        stmt = self.text(sql)
-
-        def run() -> Any:
-            with self.connect() as conn:
-                result = conn.execute(stmt, params or {})
-                if result.returns_rows:
-                    # materialize before the connection goes back to the pool
-                    rows = result.fetchall()
-                    return _Materialized(list(rows), result.rowcount)
-                return result
-
-        return self.retrying(run)
+        text, args = self.backend.style(sql, params or {})
+        lane = self.lane
+        return self.retrying(lambda: lane.run(text, args))
 
     @contextlib.contextmanager
     def transaction(
         self, isolation: str | None = None, read_only: bool = False
+    ) -> Iterator[RawConnection]:
+        """A transaction of wf's own statements. Opening it (connect and
+        BEGIN) waits out an outage; a block that fails midway is re-run by
+        its caller."""
+        with self._begun(isolation, read_only) as (pool, begin):
+            conn, cur = self.retrying(lambda: pool.acquire(begin))
+            error: BaseException | None = None
+            try:
+                yield RawConnection(cur, self.backend.style, self.backend.ddl_kwargs)
+                cur.execute("COMMIT")
+            except BaseException as e:
+                error = e
+                with contextlib.suppress(Exception):
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                pool.release(conn, cur, error)
+
+    @contextlib.contextmanager
+    def user_transaction(
+        self, isolation: str | None = None, read_only: bool = False
     ) -> Iterator[Connection]:
-        """An explicit transaction. Opening it (connect and BEGIN) waits out an
-        outage; a block that fails midway is re-run by its caller."""
+        """A transaction on a SQLAlchemy Connection, for a @wf.transaction
+        body (the Connection ``wf.db()`` returns)."""
+        with self._begun(isolation, read_only) as (_pool, begin):
+
+            def open_begun() -> Connection:
+                conn = self.connect()
+                try:
+                    conn.exec_driver_sql(begin)
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+
+            conn = self.retrying(open_begun)
+            with conn:
+                try:
+                    yield conn
+                except BaseException:
+                    tx = conn.get_transaction()
+                    if tx is not None and not tx.is_valid:
+                        # a refused commit() left SQLAlchemy's view of it broken
+                        with contextlib.suppress(Exception):
+                            conn.rollback()
+                    with contextlib.suppress(Exception):
+                        conn.exec_driver_sql("ROLLBACK")
+                    raise
+                else:
+                    conn.exec_driver_sql("COMMIT")
+
+    @contextlib.contextmanager
+    def _begun(self, isolation: str | None, read_only: bool) -> Iterator[tuple[Pool, str]]:
+        """The BEGIN statement; while the block runs, this thread is known
+        to hold the SQLite write lock (when the transaction takes it)."""
         begin = self.backend.begin(isolation, read_only)
         takes_lock = self.backend.locks_database and not read_only
         if takes_lock and _holds_write_lock(self.url):
             raise _self_deadlock(self.url)
-
-        def open_begun() -> Connection:
-            conn = self.connect()
-            try:
-                conn.exec_driver_sql(begin)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
-        conn = self.retrying(open_begun)
         locks: set[str] | None = None
         if takes_lock:
             locks = _write_locks.__dict__.setdefault("urls", set())
             locks.add(self.url)
-        with conn:
-            try:
-                yield conn
-            except BaseException:
-                tx = conn.get_transaction()
-                if tx is not None and not tx.is_valid:
-                    # a refused commit() left SQLAlchemy's view of it broken
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-                with contextlib.suppress(Exception):
-                    conn.exec_driver_sql("ROLLBACK")
-                raise
-            else:
-                conn.exec_driver_sql("COMMIT")
-            finally:
-                if locks is not None:
-                    locks.discard(self.url)
+        try:
+            yield self._tx_pool, begin
+        finally:
+            if locks is not None:
+                locks.discard(self.url)
 
     def connect(self) -> Connection:
-        """A pooled connection. While every one is in use, wait for one:
-        their holders give them back when their statements or transactions
-        end, so an exhausted pool is a queue, not an error (SQLAlchemy's pool
+        """A pooled SQLAlchemy connection. While every one is in use, wait
+        for one: their holders give them back when their transactions end,
+        so an exhausted pool is a queue, not an error (SQLAlchemy's pool
         timeout only paces a warning)."""
+        from sqlalchemy import exc as sa_exc
+
         warned = False
         while True:
             try:
@@ -243,114 +307,10 @@ class Database:
                     warned = True
 
     def dispose(self) -> None:
-        if self.lane is not None:
-            self.lane.close()
-        self.engine.dispose()
-
-
-class _StaleConnection(Exception):
-    pass
-
-
-class FastLane:
-    """A minimal LIFO pool of autocommit psycopg connections with server-side
-    prepared statements, for the one-statement writes and reads on the
-    workflow hot path. A connection is held only for one statement, so the
-    pool grows to the number of statements in flight at once, not the
-    number of running workflows."""
-
-    def __init__(self, url: str, max_open: int = 16) -> None:
-        self.conninfo = PostgresDialect.conninfo(url)
-        # bounded: hundreds of workflow threads must not open hundreds of
-        # server connections (Postgres allows 100 by default)
-        self._slots = threading.BoundedSemaphore(max_open)
-        self._idle: list[Any] = []
-        self._closed = False
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        return psycopg.connect(
-            self.conninfo,
-            autocommit=True,
-            prepare_threshold=0,
-            connect_timeout=10,
-            application_name="wf",
-        )
-
-    def execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
-        with self._slots:
-            try:
-                return self._execute(sql, params)
-            except _StaleConnection:
-                # a pooled connection died with the server: so did its
-                # siblings; try once more on a fresh connection
-                _count_connection_error()
-                self.drop_idle()
-                return self._execute(sql, params)
-
-    def drop_idle(self) -> None:
-        while self._idle:
-            with contextlib.suppress(Exception):
-                self._idle.pop()[0].close()
-
-    def _execute(self, sql: str, params: dict[str, Any]) -> _Materialized:
-        reused = True
-        try:
-            conn, cur = self._idle.pop()
-        except IndexError:
-            reused = False
-            conn = self._connect()
-            cur = conn.cursor()  # reused for every statement on this connection
-        try:
-            cur.execute(sql, params)
-            rows = cur.fetchall() if cur.description is not None else []
-            result = _Materialized(rows, cur.rowcount)
-        except BaseException as e:
-            import psycopg
-
-            if conn.closed or isinstance(e, psycopg.OperationalError | psycopg.InterfaceError):
-                with contextlib.suppress(Exception):
-                    conn.close()
-            else:
-                self._put(conn, cur)
-            if reused and is_connection_error(e):
-                raise _StaleConnection() from e
-            raise
-        self._put(conn, cur)
-        return result
-
-    def _put(self, conn: Any, cur: Any) -> None:
-        if self._closed:
-            conn.close()
-        else:
-            self._idle.append((conn, cur))
-
-    def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            with contextlib.suppress(Exception):
-                self._idle.pop()[0].close()
-
-
-class _Materialized:
-    """A fetched result that outlives its connection."""
-
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    def fetchall(self) -> list[Any]:
-        return self._rows
-
-    def first(self) -> Any:
-        return self._rows[0] if self._rows else None
-
-    def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._rows)
+        self.lane.close()
+        self._tx_pool.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 def _first_line(e: BaseException) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from .._records import LOG_LEVELS
 from .base import BaseDatabase
 from .queries import render_filtered
@@ -65,12 +63,10 @@ class MessagingMixin(BaseDatabase):
 
     # -- events -------------------------------------------------------------------------
 
-    def set_event(
-        self, workflow_id: str, key: str, value: str, conn: Connection | None = None
-    ) -> None:
+    def set_event(self, workflow_id: str, key: str, value: str, conn: Any = None) -> None:
         params = dict(workflow_id=workflow_id, key=key, value=value, now=now_ms())
         if conn is not None:
-            conn.execute(self.text(self.q("set_event")), params)
+            self.on(conn, self.q("set_event"), params)
         else:
             self.run("set_event", **params)
 
@@ -86,18 +82,20 @@ class MessagingMixin(BaseDatabase):
         topic: str,
         message: str,
         idempotency_key: str | None,
-        conn: Connection,
+        conn: Any,
     ) -> bool:
         """Queue a message; False when its idempotency key was seen before."""
         if idempotency_key is not None:
-            fresh = conn.execute(
-                self.text(self.q("insert_message_key")),
+            fresh = self.on(
+                conn,
+                self.q("insert_message_key"),
                 dict(destination_id=destination_id, idempotency_key=idempotency_key),
             ).rowcount
             if not fresh:
                 return False
-        conn.execute(
-            self.text(self.q("insert_message")),
+        self.on(
+            conn,
+            self.q("insert_message"),
             dict(
                 destination_id=destination_id,
                 topic=topic,
@@ -108,13 +106,13 @@ class MessagingMixin(BaseDatabase):
         )
         return True
 
-    def take_message(self, destination_id: str, topic: str, conn: Connection) -> str | None:
-        row = conn.execute(
-            self.text(self.q("oldest_message")), dict(destination_id=destination_id, topic=topic)
+    def take_message(self, destination_id: str, topic: str, conn: Any) -> str | None:
+        row = self.on(
+            conn, self.q("oldest_message"), dict(destination_id=destination_id, topic=topic)
         ).first()
         if row is None:
             return None
-        conn.execute(self.text(self.q("delete_message")), dict(message_id=row[0]))
+        self.on(conn, self.q("delete_message"), dict(message_id=row[0]))
         return str(row[1])
 
     def list_events(self, workflow_id: str) -> list[EventRow]:

@@ -108,13 +108,31 @@ Q: dict[str, str] = {
             AND updated_at < :before
         RETURNING workflow_id, status""",
     # one statement adopts all of a dead executor's workflows whose code we have
-    "claim_all": """
+    # -- recovery in batches (the adopting executor's statements) ----------------------------
+    # adopts up to :n of a dead executor's workflows whose code we have, in
+    # one statement. The batch is chosen once (a CTE with row locks is never
+    # inlined) and its rows then updated by primary key: outer terms on
+    # status or executor would let the planner scan the in-flight index once
+    # per batch row when its statistics are stale. They are not needed: on
+    # Postgres the batch's rows are locked (rows another adopter holds are
+    # skipped: it takes them), and a row changed since this statement's
+    # snapshot is re-checked against the batch's terms when it is locked;
+    # SQLite runs the statement under its one write lock.
+    "claim_batch": """
+        WITH batch AS (
+            SELECT workflow_id FROM {s}workflows
+            WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
+                AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
+            LIMIT :n {skip_locked})
         UPDATE {s}workflows
         SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now,
             slot_held = 1
-        WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
-            AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
+        WHERE workflow_id IN (SELECT workflow_id FROM batch)
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+    # adopted rows past their recovery attempts (SPEC §4.6), in one statement
+    "mark_retries_exceeded_of": """
+        UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now, slot_held = 0
+        WHERE workflow_id IN :ids AND status = 'PENDING' AND executor_id = :executor_id""",
     # this executor's own in-flight rows untouched since :before; the caller
     # drops those it is running and claims the rest by ID (a claim whose
     # answer was lost leaves rows here that nothing runs)
@@ -325,6 +343,16 @@ Q: dict[str, str] = {
     "queue_counts": """
         SELECT queue, status, COUNT(*) FROM {s}workflows
         WHERE queue IS NOT NULL AND status IN ('ENQUEUED', 'PENDING') GROUP BY queue, status""",
+    # -- wake-up interest (Postgres, the listener's own session; schema 4) -----------------
+    # true once registered; false: try again soon (a notifier of that key's
+    # bucket has not committed yet)
+    "wake_register": "SELECT {s}wake_register(:key)",
+    "wake_unregister": "DELETE FROM {s}wake_interest WHERE pid = pg_backend_pid() AND key = ANY(:keys)",
+    # rows of sessions that are gone (a killed process, a dropped connection)
+    "wake_sweep": """
+        DELETE FROM {s}wake_interest
+        WHERE pid <> pg_backend_pid() AND pid NOT IN (SELECT pid FROM pg_stat_activity)""",
+    "wake_forget_session": "DELETE FROM {s}wake_interest WHERE pid = pg_backend_pid()",
 }
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-
 from .._records import QueueInfo, Status
 from .base import BaseDatabase
 from .rows import ClaimedRow, ScheduleRow, now_ms
@@ -52,8 +49,8 @@ class QueueingMixin(BaseDatabase):
             return self._dequeue(
                 queue, executor_id, n, names, concurrency, rate_limit, release, only
             )
-        except sa_exc.DBAPIError as e:
-            if e.orig is not None and self.backend.is_lock_timeout(e.orig):
+        except Exception as e:
+            if self.backend.is_lock_timeout(e):
                 log.debug("wf queue %s: its lock is held elsewhere; trying again later", queue)
                 return []
             raise
@@ -70,44 +67,34 @@ class QueueingMixin(BaseDatabase):
         only: list[str] | None,
     ) -> list[ClaimedRow]:
         now = now_ms()
-        if only is not None:
-            candidates = sa.text(self.q("queue_candidates_only")).bindparams(
-                sa.bindparam("names", expanding=True), sa.bindparam("ids", expanding=True)
-            )
-        else:
-            candidates = sa.text(self.q("queue_candidates")).bindparams(
-                sa.bindparam("names", expanding=True)
-            )
+        candidates = self.q("queue_candidates_only" if only is not None else "queue_candidates")
         taken: list[ClaimedRow] = []
         with self.transaction() as conn:
             if self.backend.advisory_locks:
                 conn.execute(
-                    self.text(self.q("queue_timeouts")),
+                    self.q("queue_timeouts"),
                     {
                         "lock_timeout": f"{LOCK_TIMEOUT_MS}ms",
                         "idle_timeout": f"{IDLE_TIMEOUT_MS}ms",
                     },
                 )
             if release:
-                stmt = sa.text(self.q("queue_release_slots")).bindparams(
-                    sa.bindparam("ids", expanding=True)
+                conn.execute(
+                    self.q("queue_release_slots"), {"ids": release, "executor_id": executor_id}
                 )
-                conn.execute(stmt, {"ids": release, "executor_id": executor_id})
             if n <= 0 or not names or only == []:
                 return []
             if self.backend.advisory_locks and (concurrency is not None or rate_limit is not None):
-                conn.execute(self.text(self.q("queue_lock")), {"queue": queue})
+                conn.execute(self.q("queue_lock"), {"queue": queue})
             if concurrency is not None:
-                running = (
-                    conn.execute(self.text(self.q("queue_running")), {"queue": queue}).scalar() or 0
-                )
+                running = conn.execute(self.q("queue_running"), {"queue": queue}).scalar() or 0
                 n = min(n, concurrency - int(running))
             since = now - int(rate_limit[1] * 1000) if rate_limit is not None else 0
             if rate_limit is not None:
                 # every start counts, also of runs killed and re-queued since
                 started = (
                     conn.execute(
-                        self.text(self.q("queue_started_since")), {"queue": queue, "since": since}
+                        self.q("queue_started_since"), {"queue": queue, "since": since}
                     ).scalar()
                     or 0
                 )
@@ -118,39 +105,28 @@ class QueueingMixin(BaseDatabase):
                 r[0]
                 for r in conn.execute(
                     candidates,
-                    {"queue": queue, "now": now, "names": names, "n": n, "ids": only or []},
+                    {"queue": queue, "now": now, "names": names, "n": n}
+                    | ({"ids": only} if only is not None else {}),
                 )
             ]
             for wid in ids:
                 row = conn.execute(
-                    self.text(self.q("queue_take")),
+                    self.q("queue_take"),
                     {"workflow_id": wid, "executor_id": executor_id, "now": now},
                 ).first()
                 if row is not None:
                     taken.append(ClaimedRow(*tuple(row)))
             if rate_limit is not None and taken:
-                conn.execute(
-                    self.text(self.q("queue_record_start")),
-                    [{"queue": queue, "now": now} for _ in taken],
-                )
-                conn.execute(
-                    self.text(self.q("queue_prune_starts")), {"queue": queue, "since": since}
-                )
+                for _ in taken:
+                    conn.execute(self.q("queue_record_start"), {"queue": queue, "now": now})
+                conn.execute(self.q("queue_prune_starts"), {"queue": queue, "since": since})
         return taken
 
     def release_slots(self, executor_id: str, workflow_ids: list[str]) -> None:
         """Free the queue slots ``executor_id``'s stopped runs of these workflows hold."""
         if not workflow_ids:
             return
-        stmt = sa.text(self.q("queue_release_slots")).bindparams(
-            sa.bindparam("ids", expanding=True)
-        )
-
-        def run() -> None:
-            with self.transaction() as conn:
-                conn.execute(stmt, {"ids": workflow_ids, "executor_id": executor_id})
-
-        self.retrying(run)
+        self.run("queue_release_slots", ids=workflow_ids, executor_id=executor_id)
 
     def slot_executors(self) -> list[str]:
         """Executors named by rows that hold a queue slot after their status changed."""

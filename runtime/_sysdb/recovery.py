@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlalchemy as sa
-
 from .base import BaseDatabase
 from .rows import _NEVER, ClaimedRow, ExecutorRow, now_ms
 
@@ -36,28 +34,42 @@ class RecoveryMixin(BaseDatabase):
     def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.run("inflight_of_executor", executor_id=executor_id)]
 
-    def claim_all(
+    def claim_batch(
         self,
         old_executor_id: str,
         executor_id: str,
         names: list[str],
+        n: int,
         *,
         include_queued: bool = False,
         before: int | None = None,
     ) -> list[ClaimedRow]:
-        """Adopt, in one statement, every in-flight workflow of ``old_executor_id``
-        whose function is in ``names``."""
-        if not names:
+        """Adopt, in one statement, up to ``n`` in-flight workflows of
+        ``old_executor_id`` whose function is in ``names``; fewer than ``n``
+        means none is left (or another adopter holds the rest)."""
+        if not names or n <= 0:
             return []
         return self._claim(
-            "claim_all",
-            ("names",),
+            "claim_batch",
             old_executor_id=old_executor_id,
             executor_id=executor_id,
             names=names,
+            n=n,
             include_queued=1 if include_queued else 0,
             before=before if before is not None else _NEVER,
         )
+
+    def mark_retries_exceeded_of(
+        self, workflow_ids: list[str], executor_id: str, chunk: int = 500
+    ) -> None:
+        """End ``executor_id``'s in-flight ``workflow_ids`` RETRIES_EXCEEDED."""
+        for i in range(0, len(workflow_ids), chunk):
+            self.run(
+                "mark_retries_exceeded_of",
+                ids=workflow_ids[i : i + chunk],
+                executor_id=executor_id,
+                now=now_ms(),
+            )
 
     def own_stale(self, executor_id: str, before: int) -> list[str]:
         """IDs of ``executor_id``'s in-flight workflows not updated since ``before``."""
@@ -72,17 +84,14 @@ class RecoveryMixin(BaseDatabase):
             return []
         return self._claim(
             "claim_own",
-            ("ids", "names"),
             executor_id=executor_id,
             ids=ids,
             names=names,
             before=before,
         )
 
-    def _claim(self, query: str, lists: tuple[str, ...], **params: Any) -> list[ClaimedRow]:
-        stmt = sa.text(self.q(query)).bindparams(
-            *(sa.bindparam(name, expanding=True) for name in lists)
-        )
+    def _claim(self, query: str, **params: Any) -> list[ClaimedRow]:
+        stmt = self.q(query)
         params["now"] = now_ms()
 
         def run() -> list[ClaimedRow]:

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 # marks a statement run only where the dialect listens (the NOTIFY triggers)
 PG_ONLY = "--postgresql\n"
 
+# Migration 4's advisory locks use the two-key form (a key space of their
+# own): class 30566 (0x7766, "wf"), then one lock per bucket of wake-up keys,
+# hashtext(key) & 63. 64 buckets: a statement ending many workflows holds at
+# most 64 of them.
+
 MIGRATIONS: list[list[str]] = [
     # 1: the whole first schema
     [
@@ -196,6 +201,123 @@ MIGRATIONS: list[list[str]] = [
             last_tick BIGINT,
             updated_at BIGINT NOT NULL
         )""",
+    ],
+    # 4: NOTIFY only when someone in another process may wait for it (a
+    # notifying commit holds a cluster-wide lock until it is flushed, so
+    # notifying finishes never share an fsync). Waiters register interest in
+    # wake_interest (unlogged: a registry of live sessions, not data); queue
+    # work and freed slots go to the executors that serve the queue (their
+    # heartbeat rows). Cancellations always notify (rare, and a running
+    # workflow watches for them without registering). See wake_wanted for
+    # why a registration racing a finish cannot lose its wake-up.
+    [
+        # one row per (key, LISTEN session): pid is the listener's backend,
+        # so rows of dead processes are recognisable (and swept)
+        # a run's every statement names its own row by executor and ID; with
+        # the ID in the key that is a direct hit however many rows the
+        # executor has in flight and whatever the planner's statistics say
+        # (an executor that just adopted thousands is unknown to them)
+        "DROP INDEX {s}wf_workflows_inflight",
+        "CREATE INDEX wf_workflows_inflight ON {s}workflows (executor_id, workflow_id) WHERE status = 'PENDING'",
+        PG_ONLY
+        + """CREATE UNLOGGED TABLE {s}wake_interest (
+            key TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            PRIMARY KEY (key, pid)
+        )""",
+        # Should a trigger notify `k`? In READ COMMITTED it takes bucket(k)'s
+        # advisory lock SHARED (held to its commit), then looks for interest
+        # with a fresh snapshot. wake_register takes the same lock EXCLUSIVE
+        # (try-lock, held to its commit) around the insert. So either the
+        # notifier locked first, and the registration commits after the
+        # notifier did, and the waiter's re-check after the registration sees
+        # the change; or the registration locked first, and the notifier's
+        # look (after its lock, a new snapshot) sees the row and notifies the
+        # session, which LISTENed before registering. Other isolation levels
+        # (user transactions) see an old snapshot: they always notify.
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}wake_wanted(k TEXT) RETURNS boolean
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                RETURN true;
+            END IF;
+            PERFORM pg_advisory_xact_lock_shared(30566, hashtext(k) & 63);
+            RETURN EXISTS (SELECT 1 FROM {s}wake_interest WHERE key = k);
+        END $$""",
+        # run alone in its own (autocommit) statement by the listener session:
+        # one lock at a time, and a try-lock, so it never waits while holding
+        # a lock (no deadlock) and never queues a notifier behind it
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}wake_register(k TEXT) RETURNS boolean
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT pg_try_advisory_xact_lock(30566, hashtext(k) & 63) THEN
+                RETURN false;
+            END IF;
+            INSERT INTO {s}wake_interest (key, pid) VALUES (k, pg_backend_pid())
+                ON CONFLICT DO NOTHING;
+            RETURN true;
+        END $$""",
+        # is queue q served by a live-looking executor (other than `other`)?
+        # Its heartbeat row lists the queues it serves (JSON; NULL: every
+        # queue). A substring test: a false answer costs latency only
+        # (dequeuers poll), and it cannot fail the writing transaction.
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}queue_served(q TEXT, other TEXT) RETURNS boolean
+        LANGUAGE sql STABLE AS $$
+            SELECT EXISTS (SELECT 1 FROM {s}executors e
+                WHERE (other IS NULL OR e.executor_id <> other)
+                    AND (e.queues IS NULL OR strpos(e.queues, '"' || q || '"') > 0))
+        $$""",
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}notify_workflow() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            k TEXT;
+        BEGIN
+            IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status THEN
+                IF NEW.status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'RETRIES_EXCEEDED') THEN
+                    k := 'w:' || md5(NEW.workflow_id);
+                    -- a waiter, or (a slot of a queue with a global limit was
+                    -- freed) another executor serving that queue
+                    IF {s}wake_wanted(k) OR (NEW.queue IS NOT NULL
+                        AND EXISTS (SELECT 1 FROM {s}queues
+                            WHERE name = NEW.queue AND concurrency IS NOT NULL)
+                        AND {s}queue_served(NEW.queue, NEW.executor_id))
+                    THEN
+                        PERFORM pg_notify('wf', k);
+                    END IF;
+                    IF NEW.status = 'CANCELLED' THEN
+                        PERFORM pg_notify('wf', 'c:' || md5(NEW.workflow_id));
+                    END IF;
+                ELSIF NEW.status = 'ENQUEUED' AND NEW.queue IS NOT NULL THEN
+                    IF {s}queue_served(NEW.queue, NULL) THEN
+                        PERFORM pg_notify('wf', 'q:' || md5(NEW.queue));
+                    END IF;
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}notify_message() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            k TEXT := 'm:' || md5(NEW.destination_id || chr(31) || NEW.topic);
+        BEGIN
+            IF {s}wake_wanted(k) THEN
+                PERFORM pg_notify('wf', k);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE OR REPLACE FUNCTION {s}notify_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            k TEXT := 'e:' || md5(NEW.workflow_id || chr(31) || NEW.key);
+        BEGIN
+            IF {s}wake_wanted(k) THEN
+                PERFORM pg_notify('wf', k);
+            END IF;
+            RETURN NULL;
+        END $$""",
     ],
 ]
 

@@ -57,12 +57,13 @@ class Executor(Recovery):
         # a random ID is never reused, so nothing recorded under it predates us
         self.fixed_id = bool(fixed)
         self.executor_id = fixed or f"{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.sysdb = SystemDatabase(config.database_url, outage_timeout=None)
+        options = config.connection_options()
+        self.sysdb = SystemDatabase(config.database_url, outage_timeout=None, **options)
         self.same_db = config.app_database_url == config.database_url
         self.appdb: SystemDatabase | AppDatabase = (
             self.sysdb
             if self.same_db
-            else AppDatabase(config.app_database_url, outage_timeout=None)
+            else AppDatabase(config.app_database_url, outage_timeout=None, pooled=options["pooled"])
         )
         self.worker = worker
         self.queue_names = queues
@@ -71,6 +72,12 @@ class Executor(Recovery):
         # child, a message, a timer) gives its slot back, so waits never
         # starve what they wait for
         self.pool = ElasticPool(max(concurrency or 0, 256), "wf-workflow")
+        # adopted workflows replay in a pool of their own, a few at a time
+        # (waits give their slot back here too): thousands adopted at once
+        # neither queue for connections nor delay work started meanwhile
+        # adopted runs, a bounded number at once (more only queue for the
+        # database: measured with 10,000 adopted at once, bench/recovery_bench.py)
+        self.replays = ElasticPool(self.sysdb.backend.useful_writers, "wf-recovery")
         self.stopping = threading.Event()
         # set once a stop has settled (or given up): heartbeats end
         self._stopped = threading.Event()
@@ -97,7 +104,7 @@ class Executor(Recovery):
             self.appdb.ensure_reachable()
             self.appdb.migrate()
         self._beat()
-        ensure_listener(self.sysdb.url)
+        ensure_listener(self.sysdb.listen_url)
         # not in _threads: it heartbeats on while a stop waits for running calls
         self._maintenance = threading.Thread(
             target=self._maintenance_loop, name="wf-maintenance", daemon=True
@@ -135,6 +142,7 @@ class Executor(Recovery):
                 t.join(max(0.0, min(5.0, deadline - time.monotonic())))
             # queued runs never start: they are in the database, left to recovery
             self.pool.shutdown(cancel_futures=True)
+            self.replays.shutdown(cancel_futures=True)
             settled = self._wait_settled(deadline)
         finally:
             self.sysdb.outage_timeout = 0
@@ -211,11 +219,14 @@ class Executor(Recovery):
         inputs: str,
         deadline_ms: int | None = None,
         recorded: dict[int, StepRow] | None = None,
+        adopted: bool = False,
     ) -> Future[Any]:
         """Run a recorded workflow in the background; its inputs are decoded
-        and its recorded calls loaded in the worker thread, so adopting
-        thousands of workflows costs no round trip per workflow here."""
-        return self._submit(spec, workflow_id, deadline_ms, inputs, recorded)
+        (and, unless given, its recorded calls loaded) in the worker thread,
+        so adopting thousands of workflows costs no round trip per workflow
+        here. ``adopted`` (recovery): in the bounded pool of adopted runs."""
+        pool = self.replays if adopted else self.pool
+        return self._submit(spec, workflow_id, deadline_ms, inputs, recorded, pool)
 
     def _submit(
         self,
@@ -224,6 +235,7 @@ class Executor(Recovery):
         deadline_ms: int | None,
         inputs: tuple[list[Any], dict[str, Any]] | str,
         recorded: dict[int, StepRow] | None = None,
+        pool: ElasticPool | None = None,
     ) -> Future[Any]:
         ctx = WorkflowContext(
             workflow_id=workflow_id,
@@ -237,7 +249,7 @@ class Executor(Recovery):
             existing = self._running.get(workflow_id)
             if existing is not None and not existing.done():
                 return existing
-            fut = self.pool.submit(run_background, self, spec, ctx, inputs)
+            fut = (pool or self.pool).submit(run_background, self, spec, ctx, inputs)
             self._running[workflow_id] = fut
         fut.add_done_callback(functools.partial(self._forget, workflow_id))
         return fut
@@ -252,7 +264,7 @@ class Executor(Recovery):
         """Mark ``workflow_id`` as running in the caller's thread, so the
         orphan sweep leaves it alone (and a clean stop waits for it)."""
         # in a pool thread the run is already counted by that thread's future
-        outside = not self.pool.owns_thread()
+        outside = not (self.pool.owns_thread() or self.replays.owns_thread())
         me = threading.get_ident()
         with self._running_lock:
             self._inline.add(workflow_id)
@@ -277,7 +289,8 @@ class Executor(Recovery):
         a call boundary: a clean stop does not wait for it (the workflow runs
         no further call here once stopping is set)."""
         here = workflow_here()
-        with self.pool.waiting() as released:
+        pool = self.replays if self.replays.owns_thread() else self.pool
+        with pool.waiting() as released:
             parked = released and boundary and here is not None
             if parked:
                 with self._running_lock:

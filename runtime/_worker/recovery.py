@@ -25,6 +25,10 @@ RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
 # a row of ours in flight, run by nothing here and untouched this long, was
 # claimed by a statement whose answer never reached us: run it
 ORPHAN_AFTER = max(10.0, 4 * RECOVERY_INTERVAL)
+# a dead executor's workflows are adopted in batches of growing size (one
+# statement each), so the first replays start while the rest are claimed
+CLAIM_FIRST = 500
+CLAIM_MAX = 8000
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Recovery:
         inputs: str,
         deadline_ms: int | None = None,
         recorded: dict[int, StepRow] | None = None,
+        adopted: bool = False,
     ) -> Future[Any]:
         raise NotImplementedError
 
@@ -87,7 +92,7 @@ class Recovery:
     ) -> Recovered:
         """Adopt the in-flight workflows of dead executors (or of ``executor_id``,
         or of every other executor with ``include_live``). Claims are atomic
-        (one UPDATE per executor), so two live executors never both adopt a
+        (one UPDATE per batch), so two live executors never both adopt a
         workflow. Queued workflows go back on their queue unless
         ``import_missing`` (wf recover), which runs everything here."""
         result = Recovered()
@@ -125,11 +130,16 @@ class Recovery:
                     except ConfigurationError as e:
                         log.warning("wf recover: %s", e)
             known = [n for n in names if find_workflow(n) is not None]
-            claimed = self.sysdb.claim_all(
-                eid, self.executor_id, known, include_queued=import_missing, before=before
-            )
-            for wid in self._run_claimed(claimed, f"from executor {eid}"):
-                result.workflow_ids.append(wid)
+            # in batches, so the first replays start while the rest are claimed
+            size = CLAIM_FIRST
+            while known and not self.stopping.is_set():
+                claimed = self.sysdb.claim_batch(
+                    eid, self.executor_id, known, size, include_queued=import_missing, before=before
+                )
+                result.workflow_ids.extend(self._run_claimed(claimed, f"from executor {eid}"))
+                if len(claimed) < size:
+                    break
+                size = min(2 * size, CLAIM_MAX)
             # what is left is code this process does not have: leave it for one that does
             if eid != self.executor_id:
                 for wid, name in self.sysdb.inflight_of_executor(eid):
@@ -178,19 +188,22 @@ class Recovery:
 
     def _run_claimed(self, claimed: list[ClaimedRow], source: str) -> list[str]:
         """Replay claimed workflows in the background; returns their IDs."""
-        steps = self.sysdb.get_steps_of([c.workflow_id for c in claimed])
-        started = []
-        for c in claimed:
-            if c.recovery_attempts > c.max_recovery_attempts:
-                self.sysdb.mark_retries_exceeded(c.workflow_id, self.executor_id)
+        exceeded = [c for c in claimed if c.recovery_attempts > c.max_recovery_attempts]
+        if exceeded:
+            self.sysdb.mark_retries_exceeded_of([c.workflow_id for c in exceeded], self.executor_id)
+            for c in exceeded:
                 log.warning(
                     "wf: %s exceeded %d recovery attempts", c.workflow_id, c.max_recovery_attempts
                 )
-                continue
+        runs = [c for c in claimed if c.recovery_attempts <= c.max_recovery_attempts]
+        # every recorded call of the batch in a few reads: the replays read nothing
+        steps = self.sysdb.get_steps_of([c.workflow_id for c in runs])
+        started = []
+        for c in runs:
             spec = find_workflow(c.name)
             assert spec is not None
             log.info("recovering %s (%s) %s", c.workflow_id, c.name, source)
             recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
-            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded)
+            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded, adopted=True)
             started.append(c.workflow_id)
         return started

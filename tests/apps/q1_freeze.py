@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 import wf
 
 from tests.apps.comm_common import mark
@@ -34,7 +33,7 @@ _freeze = os.environ.get("WF_TEST_FREEZE_FILE")
 _frozen = False
 
 
-def _after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+def _freeze_after(statement: str) -> None:
     global _frozen
     if _frozen or _freeze is None or "pg_advisory_xact_lock" not in statement:
         return
@@ -45,4 +44,14 @@ def _after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
 
 
 if _freeze:
-    sa.event.listen(sa.engine.Engine, "after_cursor_execute", _after_execute)
+    # wf's own transactions run on the raw driver (wf._sysdb.driver)
+    from wf._sysdb import driver
+
+    _execute = driver.RawConnection.execute
+
+    def _execute_then_freeze(self: Any, sql: str, params: Any = None) -> Any:
+        out = _execute(self, sql, params)
+        _freeze_after(sql)
+        return out
+
+    driver.RawConnection.execute = _execute_then_freeze  # type: ignore[method-assign]

@@ -167,14 +167,16 @@ def test_waiting_commands_take_output_formats(wf_cli: Wf) -> None:
 
 
 def _listening(db_url: str) -> int:
-    """Connections to the test database that ran LISTEN last."""
+    """wf listener sessions on the test database (they also register
+    interest after LISTEN, so the last query does not tell them apart)."""
     import psycopg
+    from wf._sysdb.listener import APPLICATION_NAME
 
     dbname = db_url.rsplit("/", 1)[1].split("?", 1)[0]
     with psycopg.connect(db_url, autocommit=True, connect_timeout=10) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'LISTEN%%'",
-            (dbname,),
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (dbname, APPLICATION_NAME),
         ).fetchone()
     return int(row[0]) if row else 0
 

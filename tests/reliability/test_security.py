@@ -149,8 +149,9 @@ def test_decoding_never_imports_code(tmp_path: Path) -> None:
 
 @pytest.fixture
 def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The text of every SQL statement this process sends, through SQLAlchemy
-    and through psycopg directly (wf's fast lane, its LISTEN connection)."""
+    """The text of every SQL statement this process sends: wf's own (raw
+    driver pools and transactions), through SQLAlchemy (user transactions)
+    and through psycopg directly (its LISTEN connection)."""
     import psycopg
     from sqlalchemy.engine import Engine
 
@@ -165,8 +166,23 @@ def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         statements.append(query if isinstance(query, str) else repr(query))
         return original(self, query, params, **kw)
 
+    # wf's own statements on either driver (sqlite3's cursor cannot be patched)
+    from wf._sysdb import driver
+
+    run_on, in_tx = driver.Pool._run_on, driver.RawConnection.execute
+
+    def pool_run_on(self: Any, conn: Any, cur: Any, sql: str, params: Any) -> Any:
+        statements.append(sql)
+        return run_on(self, conn, cur, sql, params)
+
+    def tx_execute(self: Any, sql: str, params: Any = None) -> Any:
+        statements.append(sql)
+        return in_tx(self, sql, params)
+
     sa.event.listen(Engine, "before_cursor_execute", before)
     monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    monkeypatch.setattr(driver.Pool, "_run_on", pool_run_on)
+    monkeypatch.setattr(driver.RawConnection, "execute", tx_execute)
     try:
         yield statements
     finally:

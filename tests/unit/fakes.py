@@ -37,6 +37,7 @@ READS = ("get_workflow", "get_outcome", "get_step", "get_steps", "children_of")
 class InMemorySystemDatabase:
     url = "memory://"
     dialect = "memory"
+    listen_url = None  # nothing to LISTEN on: waiters poll
 
     def __init__(self) -> None:
         self.workflows: dict[str, WorkflowRow] = {}
