@@ -51,6 +51,7 @@ class Outcome:
     output: str | None = None
     error: str | None = None
     exc: BaseException | None = None  # the original exception, on this process's first run
+    written: bool = False  # this run's own write ended the workflow
 
     def result(self, workflow_id: str) -> Any:
         """The value (as recorded and read back), or the error raised."""
@@ -180,6 +181,8 @@ async def _run_body_async(
 
 
 def finish(ex: Runtime, ctx: WorkflowContext, value: Any, exc: BaseException | None) -> Outcome:
+    """Record the run's outcome (``Outcome.written``: this run's own write
+    ended the workflow, and with it freed any queue slot)."""
     if exc is None:
         try:
             out = Outcome(Status.SUCCESS, output=dumps(value))
@@ -199,6 +202,7 @@ def finish(ex: Runtime, ctx: WorkflowContext, value: Any, exc: BaseException | N
     done = ex.sysdb.finish_workflow(
         ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error
     )
+    out.written = done
     if not done:
         row = ex.sysdb.get_outcome(ctx.workflow_id)
         if row is None or row[0] == Status.PENDING:
@@ -217,10 +221,11 @@ def run_background(
     spec: WorkflowSpec,
     ctx: WorkflowContext,
     inputs: tuple[list[Any], dict[str, Any]] | str,
-) -> None:
+) -> bool:
     """Entry point of a workflow run in the executor's thread pool. ``inputs``
     is (args, kwargs) for a fresh workflow, or the recorded inputs of one to
-    replay (its recorded calls are loaded here, once)."""
+    replay (its recorded calls are loaded here, once). True when this run's
+    own write ended the workflow."""
     try:
         if isinstance(inputs, str):
             if ctx.recorded is None:
@@ -230,13 +235,13 @@ def run_background(
         else:
             args, kwargs = inputs
         if spec.is_async:
-            asyncio.run(run_body_async(ex, spec, ctx, args, kwargs))
-        else:
-            run_body(ex, spec, ctx, args, kwargs)
+            return asyncio.run(run_body_async(ex, spec, ctx, args, kwargs)).written
+        return run_body(ex, spec, ctx, args, kwargs).written
     except _OwnershipLost:
         log.info("%s is no longer ours; stopped", ctx.workflow_id)
     except Exception:
         log.exception("wf: internal error running %s", ctx.workflow_id)
+    return False
 
 
 def record_child(

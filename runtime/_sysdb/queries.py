@@ -298,7 +298,28 @@ Q: dict[str, str] = {
                 WHEN deadline IS NULL OR deadline > :now + timeout_ms THEN :now + timeout_ms
                 ELSE deadline END
         WHERE workflow_id = :workflow_id AND status = 'ENQUEUED' AND slot_held = 0
-        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
+            EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id)""",
+    # a queue without global limits: the candidates taken in one statement
+    # (no lock, no transaction). On Postgres rows another dequeuer holds are
+    # skipped and the rest re-checked when locked; SQLite has one writer.
+    # The order key comes back too, so the batch starts in queue order.
+    "queue_take_batch": """
+        WITH batch AS (
+            SELECT workflow_id FROM {s}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
+                AND name IN :names AND slot_held = 0
+                {queue_index_terms}
+            ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked})
+        UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
+            updated_at = :now, slot_held = 1,
+            deadline = CASE WHEN timeout_ms IS NULL THEN deadline
+                WHEN deadline IS NULL OR deadline > :now + timeout_ms THEN :now + timeout_ms
+                ELSE deadline END
+        WHERE workflow_id IN (SELECT workflow_id FROM batch) AND status = 'ENQUEUED' AND slot_held = 0
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
+            EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id),
+            priority, created_at, {seq}""",
     "release_taken": """
         UPDATE {s}workflows SET status = 'ENQUEUED', executor_id = NULL, started_at = NULL,
             slot_held = 0, updated_at = :now

@@ -67,6 +67,8 @@ class QueueingMixin(BaseDatabase):
         only: list[str] | None,
     ) -> list[ClaimedRow]:
         now = now_ms()
+        if concurrency is None and rate_limit is None and only is None:
+            return self._take_unlimited(queue, executor_id, n, names, release, now)
         candidates = self.q("queue_candidates_only" if only is not None else "queue_candidates")
         taken: list[ClaimedRow] = []
         with self.transaction() as conn:
@@ -121,6 +123,28 @@ class QueueingMixin(BaseDatabase):
                     conn.execute(self.q("queue_record_start"), {"queue": queue, "now": now})
                 conn.execute(self.q("queue_prune_starts"), {"queue": queue, "since": since})
         return taken
+
+    def _take_unlimited(
+        self,
+        queue: str,
+        executor_id: str,
+        n: int,
+        names: list[str],
+        release: list[str] | None,
+        now: int,
+    ) -> list[ClaimedRow]:
+        """A queue without global limits: nothing to count, so no lock and no
+        transaction; one statement takes the batch (and one frees the slots
+        of runs that stopped without finishing, when there are any)."""
+        if release:
+            self.release_slots(executor_id, release)
+        if n <= 0 or not names:
+            return []
+        rows = self.run(
+            "queue_take_batch", queue=queue, executor_id=executor_id, now=now, names=names, n=n
+        )
+        # the statement's rows come in no particular order: start them in the queue's
+        return [ClaimedRow(*r[:7]) for r in sorted(rows, key=lambda r: tuple(r[7:]))]
 
     def release_slots(self, executor_id: str, workflow_ids: list[str]) -> None:
         """Free the queue slots ``executor_id``'s stopped runs of these workflows hold."""

@@ -63,6 +63,8 @@ class ClaimedRow:
     recovery_attempts: int
     max_recovery_attempts: int
     deadline: int | None
+    # has it recorded calls? (a dequeue knows: a fresh run then loads none)
+    has_calls: bool = True
 
 
 _NEVER = 2**62  # an updated_at bound that excludes nothing

@@ -42,11 +42,27 @@ def start_workers(ex: Executor) -> None:
     ex._threads.append(t)
 
 
-def _served(ex: Executor) -> list[str]:
-    names = ex.served_queues()
-    if names is None:  # every queue: those declared here and those with work
-        return sorted(set(declared_queues) | set(ex.sysdb.queue_names()))
-    return names
+# a worker serving every queue looks up the queues with work at most this often
+QUEUE_NAMES_EVERY = 0.5
+
+
+class _Served:
+    """The queues to dequeue from now: those ``served_queues`` names, or, for
+    a worker serving every queue, those declared here and those with work
+    (read at most every QUEUE_NAMES_EVERY seconds, not on every pass)."""
+
+    def __init__(self, ex: Executor) -> None:
+        self.ex = ex
+        self.with_work: list[str] = []
+        self.read_at = float("-inf")
+
+    def now(self) -> list[str]:
+        names = self.ex.served_queues()
+        if names is not None:
+            return names
+        if time.monotonic() - self.read_at >= QUEUE_NAMES_EVERY:
+            self.with_work, self.read_at = self.ex.sysdb.queue_names(), time.monotonic()
+        return sorted(set(declared_queues) | set(self.with_work))
 
 
 def _dequeue_loop(ex: Executor) -> None:
@@ -58,18 +74,20 @@ def _dequeue_loop(ex: Executor) -> None:
     lock = threading.Lock()
     published: set[str] = set()
 
-    def done(queue: str, wid: str) -> None:
+    def done(queue: str, wid: str, finished: bool = False) -> None:
         with lock:
             running.get(queue, set()).discard(wid)
-            stopped.setdefault(queue, set()).add(wid)
+            if not finished:  # a finish frees its slot in the same write
+                stopped.setdefault(queue, set()).add(wid)
         _wake.set()
 
     recorded: dict[str, QueueInfo] = {}
     recorded_at = 0.0
+    serving = _Served(ex)
     while not ex.stopping.is_set():
         _wake.clear()
         try:
-            served = _served(ex)
+            served = serving.now()
             with _pinned_lock:
                 pinned = dict(_pinned)
             extra = sorted({qn for qn in pinned.values() if qn not in served})
@@ -124,7 +142,14 @@ def _dequeue_loop(ex: Executor) -> None:
                             raise LookupError(f"{c.name} is not registered")
                         with lock:
                             running.setdefault(name, set()).add(c.workflow_id)
-                        fut = ex.submit_replay(spec, c.workflow_id, c.inputs, c.deadline)
+                        # a run that recorded nothing yet has nothing to load
+                        fut = ex.submit_replay(
+                            spec,
+                            c.workflow_id,
+                            c.inputs,
+                            c.deadline,
+                            recorded=None if c.has_calls else {},
+                        )
                         fut.add_done_callback(
                             functools.partial(_done_cb, done, name, c.workflow_id)
                         )
@@ -144,5 +169,6 @@ def _dequeue_loop(ex: Executor) -> None:
         _wake.wait(POLL_INTERVAL)
 
 
-def _done_cb(done: Any, queue: str, wid: str, _fut: Any) -> None:
-    done(queue, wid)
+def _done_cb(done: Any, queue: str, wid: str, fut: Any) -> None:
+    finished = not fut.cancelled() and fut.exception() is None and fut.result() is True
+    done(queue, wid, finished)

@@ -21,6 +21,8 @@ FIFO = wf.Queue("comm_fifo", concurrency=1)
 PLAIN = wf.Queue("comm_plain")
 OTHER = wf.Queue("comm_other")
 CRASH = wf.Queue("comm_crash", concurrency=2)
+# no global limit: dequeued by the one-statement take (no lock, no transaction)
+PRIO_LOCAL = wf.Queue("comm_prio_local", worker_concurrency=1, priority=True)
 
 
 @wf.step()

@@ -211,6 +211,18 @@ def test_priority_orders_dequeue(enqueuer: str, workers: Any, markers: Path) -> 
     assert ran == ["p0", "p1", "p1b", "p2", "p3", "p3b", "p5"]
 
 
+def test_priority_and_fifo_hold_on_a_queue_without_global_limits(
+    enqueuer: str, workers: Any, markers: Path
+) -> None:
+    # worker_concurrency=1 and no global limit: the one-statement take, in order
+    plan = [("p5", 5), ("p1", 1), ("p3", 3), ("p1b", 1), ("p2", 2), ("p0", 0), ("p3b", 3)]
+    handles = [app.PRIO_LOCAL.enqueue(app.stamp, tag, priority=prio) for tag, prio in plan]
+    workers(1)
+    _wait_all(handles)
+    ran = [line.split()[1] for line in marker_lines(markers)]
+    assert ran == ["p0", "p1", "p1b", "p2", "p3", "p3b", "p5"]
+
+
 def test_queue_is_fifo_without_priority(enqueuer: str, workers: Any, markers: Path) -> None:
     # generated workflow IDs, enqueued back to back (many within one millisecond)
     tags = [f"f{i}" for i in range(10)]
