@@ -180,14 +180,12 @@ def _substitute(params: Any, real: str) -> Any:
 
 
 def _explain(sysdb: Any, kind: str, statement: str, params: Any) -> str:
-    import sqlalchemy as sa
-
     pg = sysdb.dialect == "postgresql"
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN "
 
     def run(sql: str) -> list[Any]:
-        if kind == "text":
-            return list(conn.execute(sa.text(sql), params).fetchall())
+        if kind == "text":  # wf's named-parameter SQL, as wf runs it (its raw driver pool)
+            return list(sysdb.execute(sql, params).fetchall())
         return list(conn.exec_driver_sql(sql, params).fetchall())
 
     with sysdb.engine.connect() as conn:
