@@ -182,6 +182,8 @@ def _transact(
 ) -> Any:
     """The transaction itself, retried through serialization failures and
     (inside a workflow) outages."""
+    from .._sysdb.txguard import user_transaction  # SQLAlchemy: once a transaction runs
+
     db = ex.appdb
     # READ ONLY where the database enforces it (Postgres); there the call's
     # record cannot go in the transaction and is written after it
@@ -192,8 +194,6 @@ def _transact(
     outage_wait: float | None = None
     started = now_ms()
     state = current_step() if ctx is not None else None
-    from .._sysdb.txguard import user_transaction  # SQLAlchemy: once a transaction runs
-
     while True:
         output: str | None = None
         if state is not None and state.held_logs is not None:

@@ -16,18 +16,6 @@ class BaseDatabase(Database):
     version_table = "schema_version"
     migrations: list[list[str]] = []
 
-    def __init__(
-        self,
-        url: str,
-        outage_timeout: float | None = None,
-        pool_size: int = 10,
-        *,
-        pooled: bool = False,
-        listen_url: str | None = None,
-    ) -> None:
-        super().__init__(url, outage_timeout, pool_size, pooled=pooled, listen_url=listen_url)
-        self._rendered: dict[str, str] = {}
-
     def q(self, query: str) -> str:
         sql = self._rendered.get(query)
         if sql is None:

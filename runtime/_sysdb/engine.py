@@ -102,6 +102,7 @@ class Database:
         self._pool_size = pool_size
         self._engine: Engine | None = None
         self._texts: dict[str, sa.TextClause] = {}
+        self._rendered: dict[str, str] = {}  # named statement -> SQL (base.BaseDatabase.q)
         backend = self.backend
 
         def connect() -> Any:

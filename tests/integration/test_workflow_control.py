@@ -257,6 +257,18 @@ def test_restart_from_step_reuses_the_steps_before_it(launched: str) -> None:
     assert CALLS == {"s1": 2, "s2": 3, "s3": 4}
 
 
+def test_a_detached_restart_dequeued_by_a_worker_replays_the_copied_calls(launched: str) -> None:
+    original = wf.start(three_steps, workflow_id="rq0").result(timeout=30)
+    # --detach: the copy waits on its queue with the first two calls copied
+    h = wf.restart("rq0", from_step=3, workflow_id="rq0-q", detach=True)
+    assert wf.get_workflow("rq0-q").status == wf.Status.ENQUEUED
+    wf.shutdown()
+    wf.launch(database_url=launched, queues=["default"])  # the one-statement dequeue
+    again = h.result(timeout=30)
+    assert again[:2] == original[:2] and again[2] != original[2]
+    assert CALLS == {"s1": 1, "s2": 1, "s3": 2}
+
+
 def test_restart_to_an_existing_id_is_a_conflict(launched: str) -> None:
     wf.start(three_steps, workflow_id="r1").result(timeout=30)
     with pytest.raises(wf.WorkflowConflictError):
