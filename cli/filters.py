@@ -47,11 +47,18 @@ def workflow_filters(
     until: str | None,
     children: bool,
     parent: str | None,
+    version: str | None = None,
+    partition: str | None = None,
 ) -> dict[str, Any]:
     """`wf list`'s filters, checked (bad input: exit 2), as keyword arguments
     of wf.list_workflows / wf.count_workflows. Top-level workflows only
     unless --children or --parent."""
-    return {
+    extra: dict[str, Any] = {}
+    if version is not None:
+        extra["app_version"] = options.check_version(version)
+    if partition is not None:
+        extra["partition_key"] = _not_blank(partition, "--partition")
+    return extra | {
         "status": parse_statuses(statuses),
         "name": _not_blank(name, "--name"),
         "queue": options.check_queue(queue),

@@ -10,8 +10,24 @@ from collections.abc import Sequence
 
 import typer
 
-from .commands import db, logs, manage, queue, recover, run, schedule, show, tree, views, worker
+from .commands import (
+    db,
+    logs,
+    manage,
+    queue,
+    recover,
+    replay,
+    run,
+    schedule,
+    show,
+    tree,
+    views,
+    worker,
+)
 from .commands import events as events_cmd
+from .commands import retention as retention_cmd
+from .commands import stream as stream_cmd
+from .commands import ui as ui_cmd
 
 HELP = """Durable workflows: start, inspect, await, cancel, resume, restart and recover them.
 
@@ -44,7 +60,7 @@ def _group(help_text: str) -> typer.Typer:
 
 queue_app = _group("Queues.")
 db_app = _group("The system database's schema.")
-schedule_app = _group("Schedules (@wf.scheduled workflows).")
+schedule_app = _group("Schedules: code-declared (@wf.scheduled) and stored (wf schedule create).")
 
 app.command("start")(run.start)
 app.command("status")(views.status)
@@ -62,7 +78,20 @@ app.command("send")(manage.send)
 app.command("show")(show.show)
 app.command("tree")(tree.tree)
 app.command("events")(events_cmd.events)
+app.command("stream")(stream_cmd.stream)
+app.command("replay")(replay.replay)
+app.command("delete")(retention_cmd.delete)
+app.command("gc")(retention_cmd.gc)
+app.command("export")(retention_cmd.export)
+app.command("import")(retention_cmd.import_)
+app.command("ui")(ui_cmd.ui)
 schedule_app.command("list")(schedule.schedule_list)
+schedule_app.command("create")(schedule.schedule_create)
+schedule_app.command("pause")(schedule.schedule_pause)
+schedule_app.command("resume")(schedule.schedule_resume)
+schedule_app.command("delete")(schedule.schedule_delete)
+schedule_app.command("trigger")(schedule.schedule_trigger)
+schedule_app.command("backfill")(schedule.schedule_backfill)
 queue_app.command("list")(queue.queue_list)
 db_app.command("migrate")(db.migrate)
 db_app.command("status")(db.status)

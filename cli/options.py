@@ -13,7 +13,15 @@ DB_PANEL = "Database"
 OUT_PANEL = "Output"
 
 # wf.Status.ALL, spelled out so completing --status (and --help) loads no part of wf
-STATUSES = ("ENQUEUED", "PENDING", "SUCCESS", "ERROR", "CANCELLED", "RETRIES_EXCEEDED")
+STATUSES = (
+    "ENQUEUED",
+    "DELAYED",
+    "PENDING",
+    "SUCCESS",
+    "ERROR",
+    "CANCELLED",
+    "RETRIES_EXCEEDED",
+)
 # the values of -o/--output ("json" is also --json); DOC_FORMATS: of a command
 # that prints one document, not records
 FORMATS = ("table", "json", "jsonl", "ids")
@@ -62,6 +70,15 @@ def check_queue(name: str | None, option: str = "--queue") -> str | None:
     if not name.strip():
         raise BadInput(f"{option}: a queue name must not be empty")
     return name
+
+
+def check_version(version: str | None, option: str = "--version") -> str | None:
+    """An application version given on the command line: a label without blanks."""
+    if version is None:
+        return None
+    if not version.strip() or any(c.isspace() for c in version) or len(version) > 100:
+        raise BadInput(f"{option}: an application version is a label without blanks")
+    return version
 
 
 def check_queues(names: list[str] | None, option: str = "--queue") -> list[str] | None:
@@ -249,6 +266,37 @@ Parent = Annotated[
         "--parent",
         metavar="ID",
         help="Only the children that workflow ID started (implies --children).",
+        show_default=False,
+    ),
+]
+
+VersionFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        metavar="V",
+        help="Only workflows recorded as of application version V (WF_APP_VERSION).",
+        show_default=False,
+    ),
+]
+
+PartitionFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--partition",
+        metavar="KEY",
+        help="Only workflows of this partition (enqueue(..., partition_key=KEY)).",
+        show_default=False,
+    ),
+]
+
+MoveVersion = Annotated[
+    str | None,
+    typer.Option(
+        "--version",
+        metavar="V",
+        help="Move the workflow to application version V's code on purpose (it is recorded as "
+        "of V from now on); a process of another version leaves it to a worker of V.",
         show_default=False,
     ),
 ]

@@ -107,6 +107,10 @@ def workflow_json(w: WorkflowInfo) -> dict[str, Any]:
         "forked_from": w.forked_from,
         "forked_from_step": w.forked_from_step,
         "child_count": w.child_count,
+        "priority": w.priority,
+        "dedup_id": w.dedup_id,
+        "partition_key": w.partition_key,
+        "delayed_until": iso(w.delayed_until),
     }
 
 
@@ -150,6 +154,13 @@ def queue_json(q: QueueInfo) -> dict[str, Any]:
         if q.rate_limit is None
         else {"limit": q.rate_limit[0], "period": q.rate_limit[1]},
         "priority": q.priority,
+        "partition_concurrency": q.partition_concurrency,
+        "partition_rate_limit": None
+        if q.partition_rate_limit is None
+        else {"limit": q.partition_rate_limit[0], "period": q.partition_rate_limit[1]},
+        "busiest_partitions": [
+            {"partition_key": k, "enqueued": e, "running": r} for k, e, r in q.partitions
+        ],
     }
 
 
@@ -554,6 +565,14 @@ def workflow_rows(
     ]
     if w.app_version:
         rows.append(("version", w.app_version))
+    if w.partition_key is not None:
+        rows.append(("partition", w.partition_key))
+    if w.priority:
+        rows.append(("priority", str(w.priority)))
+    if w.dedup_id is not None:
+        rows.append(("dedup id", w.dedup_id))
+    if w.delayed_until is not None:
+        rows.append(("not before", fmt_time(w.delayed_until)))
     return rows
 
 
@@ -581,11 +600,43 @@ def kv_lines(rows: Rows) -> list[str]:
     ]
 
 
+def unregistered_note(w: WorkflowInfo) -> str | None:
+    """For an ENQUEUED workflow that no live executor serving its queue has
+    registered (work enqueued by name, e.g. by wf.Client, for code no worker
+    runs): what to do. None otherwise, also when a serving executor does not
+    say what it registered (an older wf) or the check itself fails."""
+    if w.status != "ENQUEUED":
+        return None
+    import wf
+
+    try:
+        live = [e for e in wf.list_executors() if e.alive]
+    except Exception:
+        return None  # only a hint
+    q = w.queue or "default"
+    serving = [e for e in live if e.queues is None or q in e.queues]
+    if any(e.workflows is None or w.name in e.workflows for e in serving):
+        return None
+    why = (
+        f"{plural(len(serving), 'live executor')} serve{'s' if len(serving) == 1 else ''} queue {q!r}"
+        if serving
+        else f"none serves queue {q!r}"
+    )
+    return (
+        f"no live worker has registered workflow {w.name} ({why}); it stays ENQUEUED until "
+        f"one does: run `wf worker {w.module or 'MODULE'}`"
+    )
+
+
 def print_workflow(w: WorkflowInfo) -> None:
     """``wf status``: a panel with everything recorded about the workflow
-    (plain ``label  value`` lines when piped)."""
+    (plain ``label  value`` lines when piped), and for ENQUEUED work that no
+    live worker has registered, a ``worker`` line saying so."""
     c = console()
     rows = workflow_rows(w, c.is_terminal)
+    note = unregistered_note(w)
+    if note is not None:
+        rows.append(("worker", note))
     if c.is_terminal:
         c.print(workflow_panel(w.workflow_id, rows))
     else:
@@ -728,6 +779,21 @@ def print_queues(queues: Iterable[QueueInfo]) -> None:
             "yes" if q.priority else "no",
         )
     print_table(t)
+    for q in queues:
+        if q.partition_concurrency is None and q.partition_rate_limit is None and not q.partitions:
+            continue
+        limits = []
+        if q.partition_concurrency is not None:
+            limits.append(f"concurrency {q.partition_concurrency}")
+        if q.partition_rate_limit is not None:
+            limits.append(f"rate {q.partition_rate_limit[0]}/{q.partition_rate_limit[1]:g}s")
+        busiest = ", ".join(
+            f"{one_line(k)} ({r} running, {e} enqueued)" for k, e, r in q.partitions
+        )
+        print_lines(
+            f"{one_line(q.name)}: per partition {' and '.join(limits) or 'no limit'}"
+            + (f"; busiest: {busiest}" if busiest else "")
+        )
 
 
 def print_lines(*lines: str, stderr: bool = False) -> None:

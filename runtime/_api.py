@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _root
+from ._config import check_app_version
 from ._context import take_assigned_id, workflow_here
 from ._core import (
     BY_API,
     ChildSlot,
+    Debounce,
     cancel_tree,
     check_determinism,
     check_workflow_id,
@@ -35,7 +37,7 @@ from ._registry import WorkflowSpec, find_or_import_workflow
 from ._sysdb import now_ms
 
 if TYPE_CHECKING:
-    pass
+    from ._sysdb import SystemDatabase
 
 
 def _spec_of(fn: Any) -> WorkflowSpec:
@@ -73,6 +75,9 @@ def _start(
     dedup_id: str | None = None,
     delay: float | None = None,
     slot: ChildSlot | None | Literal[True] = True,
+    partition_key: str | None = None,
+    debounce: Debounce | None = None,
+    on_duplicate: str = "raise",
 ) -> WorkflowHandle:
     """``slot``: the position in the calling workflow, reserved already (an
     async caller), or True to reserve it here."""
@@ -101,6 +106,9 @@ def _start(
         priority=priority,
         dedup_id=dedup_id,
         delay=delay,
+        partition_key=partition_key,
+        debounce=debounce,
+        on_duplicate=on_duplicate,
     )
     return WorkflowHandle(wid)
 
@@ -144,13 +152,19 @@ def retrieve(workflow_id: str) -> WorkflowHandle:
 def cancel(workflow_id: str, *, reason: str | None = None) -> None:
     """Cancel a workflow (and its children). It stops before its next call.
     ``reason`` is recorded (``cancel_reason``; default "wf.cancel")."""
-    db = _root.client()
+    cancel_in(_root.client(), workflow_id, reason=reason)
+
+
+def cancel_in(db: SystemDatabase, workflow_id: str, *, reason: str | None = None) -> None:
+    """``cancel`` on a given system database (a wf.Client's)."""
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     cancel_tree(db, workflow_id, reason or BY_API)
 
 
-def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
+def resume(
+    workflow_id: str, *, detach: bool = False, app_version: str | None = None
+) -> WorkflowHandle:
     """Continue a cancelled, failed or RETRIES_EXCEEDED workflow from its last
     finished call: here, or (``detach``) on its queue (``default``) for a
     worker. A queued workflow always goes back on its queue, so the queue's
@@ -158,20 +172,40 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
     itself when a slot is free (unless a worker takes it first). A workflow
     running under a live executor, or waiting on its queue, is left as it is.
 
+    ``app_version`` moves the workflow to that application version's code on
+    purpose (it is recorded as of it from now on); a workflow of another
+    version than this process's goes to a worker of its version (as ``detach``).
+
     Each change is one statement conditional on the state it was decided on;
     when the row changed meanwhile (claimed, dequeued, ended) it is read again
     and the decision made again."""
+    return resume_in(None, workflow_id, detach=detach, app_version=app_version)
+
+
+def resume_in(
+    given: SystemDatabase | None,
+    workflow_id: str,
+    *,
+    detach: bool = False,
+    app_version: str | None = None,
+) -> WorkflowHandle:
+    """``resume`` on a given system database (a wf.Client's: ``detach`` only,
+    nothing runs in the client's process); None: the process's."""
     from ._core import wake_dequeuers
     from ._liveness import HOST, pid_alive
     from ._worker.dequeue import take_here
     from ._worker.recovery import STALE_AFTER
 
-    db = _root.client()
+    version = check_app_version(app_version)
+    assert given is None or detach, "a resume on another database is left to its workers"
+    db = given or _root.client()
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     ex = None
     spec = None
+    if not detach and _other_version(version or row.app_version):
+        detach = True  # this process runs another release's code: a worker of its own runs it
     if not detach and row.status != Status.SUCCESS:
         spec = find_or_import_workflow(row.name)
         if spec is None:
@@ -205,7 +239,7 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
             elif alive(row.executor_id):
                 return WorkflowHandle(workflow_id)  # a live executor is running it
         if detach or row.queue is not None:
-            if db.resume_workflow(row, None, row.queue or "default"):
+            if db.resume_workflow(row, None, row.queue or "default", version):
                 if detach:
                     wake_dequeuers()
                 else:
@@ -226,7 +260,7 @@ def resume(workflow_id: str, *, detach: bool = False) -> WorkflowHandle:
                 time.sleep(0.1)
                 row = db.get_workflow(workflow_id) or row
                 continue
-            if ex.sysdb.resume_workflow(row, ex.executor_id, None):
+            if ex.sysdb.resume_workflow(row, ex.executor_id, None, version or ex.app_version):
                 fresh = ex.sysdb.get_workflow(workflow_id)
                 assert fresh is not None
                 ex.load_and_submit(fresh, spec)
@@ -246,10 +280,15 @@ def restart(
     workflow_id: str | None = None,
     *,
     detach: bool = False,
+    app_version: str | None = None,
 ) -> WorkflowHandle:
     """Run a recorded workflow again under a new ID with the same inputs,
     reusing the recorded results of calls before position ``from_step``
-    (None: run everything again)."""
+    (None: run everything again). ``app_version``: the new workflow is
+    recorded as of that application version (default: this process's, else
+    the original's); another version than this process's runs on a worker
+    of its own (as ``detach``)."""
+    version = check_app_version(app_version)
     new_id = workflow_id
     workflow_id = id
     if from_step is not None and from_step < 1:
@@ -258,6 +297,8 @@ def restart(
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+    if not detach and workflow_here() is None and _other_version(version):
+        detach = True
     spec = None if detach else find_or_import_workflow(row.name)
     if not detach and spec is None:
         raise ConfigurationError(
@@ -284,6 +325,7 @@ def restart(
         executor_id=ex.executor_id if ex else None,
         queue=(row.queue or "default") if detach else row.queue if row.queue else None,
         copy_before=(from_step - 1) if from_step else 0,
+        app_version=version,
     )
     if not inserted:
         mine = db.get_workflow(new_id) if derived else None
@@ -300,6 +342,15 @@ def restart(
             ex or _root.for_call(), slot.parent, slot.position, "restart", new_id
         )
     return WorkflowHandle(new_id)
+
+
+def _other_version(version: str | None) -> bool:
+    """Is ``version`` another application version than this process runs?"""
+    if version is None:
+        return False
+    ex = _root.current_or_none()
+    mine = ex.app_version if ex is not None else _root._config_now().app_version
+    return mine is not None and mine != version
 
 
 @dataclass

@@ -32,7 +32,7 @@ from ._core import (
 from ._errors import WfError, WorkflowCancelledError, WorkflowNotFoundError, _OwnershipLost
 from ._records import Status
 from ._serialization import dumps, dumps_error, loads
-from ._sysdb import StepRow, now_ms
+from ._sysdb import StepRow, SystemDatabase, now_ms
 from ._sysdb.engine import is_connection_error
 from ._sysdb.rows import event_record
 
@@ -79,6 +79,8 @@ def _sleep(slot: Slot | None, seconds: float) -> None:
         found = record(ex, ctx, pos, done, ended_at=max(started, int(wake * 1000)))
         if found is not None:
             wake = float(replay(ctx, pos, found, "sleep", "sleep"))
+    if ctx.dry:
+        return  # a dry replay (wf.replay) sleeps for nobody
     with _waiting(ex), Waiter(wake_key("c", ctx.workflow_id)) as waiter:
         while True:
             waiter.arm()
@@ -165,6 +167,18 @@ def send_from_outside(
     return _send(None, destination_id, dumps(message), topic, idempotency_key)
 
 
+def send_in(
+    db: SystemDatabase,
+    destination_id: str,
+    message: Any,
+    topic: str | None = None,
+    idempotency_key: str | None = None,
+) -> bool:
+    """``send`` from outside any workflow, on a given system database (a
+    wf.Client's); the message is encoded before anything is written."""
+    return _send(None, destination_id, dumps(message), topic, idempotency_key, db=db)
+
+
 def _no_workflow(workflow_id: str) -> WorkflowNotFoundError:
     return WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
 
@@ -175,13 +189,15 @@ def _send(
     payload: str,
     topic: str | None,
     idempotency_key: str | None,
+    db: SystemDatabase | None = None,
 ) -> bool:
     """Send it; False when the idempotency key was used before (from outside
-    a workflow; a workflow's send is recorded and so happens once anyway)."""
+    a workflow; a workflow's send is recorded and so happens once anyway).
+    ``db``: from outside, the system database to send on (None: the process's)."""
     t = _topic(topic)
     fresh = True
     if slot is None:
-        db = _root.client()
+        db = db or _root.client()
         if db.get_outcome(destination_id) is None:
             raise _no_workflow(destination_id)
         with db.transaction() as conn:
@@ -248,6 +264,11 @@ def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
                 if not is_connection_error(e):
                     raise
                 outage = ex.sysdb.wait_for_database(outage, e)
+                # the take may have committed with only its answer lost: the
+                # message is gone from the queue and its receipt is recorded
+                got = ex.sysdb.get_step(ctx.workflow_id, pos)
+                if got is not None:
+                    return replay(ctx, pos, got, "recv", "recv")
                 continue
             if ex.stopping.is_set():
                 raise _OwnershipLost()
@@ -296,14 +317,25 @@ def get_event(workflow_id: str, key: str, timeout: float = 60) -> Any:
     return _get_event(_reserve("get_event", "event"), workflow_id, key, timeout)
 
 
-def _get_event(slot: Slot | None, workflow_id: str, key: str, timeout: float) -> Any:
+def get_event_in(db: SystemDatabase, workflow_id: str, key: str, timeout: float = 60) -> Any:
+    """``get_event`` from outside any workflow, on a given system database (a wf.Client's)."""
+    return _get_event(None, workflow_id, key, timeout, db=db)
+
+
+def _get_event(
+    slot: Slot | None,
+    workflow_id: str,
+    key: str,
+    timeout: float,
+    db: SystemDatabase | None = None,
+) -> Any:
     if slot is not None:
         ex, ctx, pos, rec = slot
         if rec is not None:
             return replay(ctx, pos, rec, "get_event", "event")
         db = ex.sysdb
     else:
-        db = _root.client()
+        db = db or _root.client()
     started = now_ms()
     ensure_listener(db.listen_url)
     deadline = time.monotonic() + max(0.0, timeout)

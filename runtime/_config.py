@@ -37,6 +37,13 @@ class Config:
     pooler: str | None = None
     # a direct URL wf LISTENs on behind a pooler (None there: waiters poll)
     listen_url: str | None = None
+    # WF_RETENTION / [tool.wf] retention, in seconds: a worker deletes ended
+    # workflows older than this in the background (None: keeps everything)
+    retention: float | None = None
+    # the code release this process runs (WF_APP_VERSION / app_version): its
+    # workflows are stamped with it, and it adopts and dequeues only those of
+    # its own release (or unversioned ones). None: every workflow, unstamped
+    app_version: str | None = None
 
     def connection_options(self) -> dict[str, Any]:
         """How wf's Databases connect (engine.Database's keyword arguments)."""
@@ -109,6 +116,9 @@ def resolve(database_url: str | None = None, app_database_url: str | None = None
             "pooling) or leave it unset"
         )
     listen = os.environ.get("WF_LISTEN_URL") or setting("listen_url")
+    version = check_app_version(os.environ.get("WF_APP_VERSION") or setting("app_version"))
+    retention_text = os.environ.get("WF_RETENTION") or setting("retention")
+    retention = parse_age(retention_text, "WF_RETENTION / retention") if retention_text else None
     return Config(
         normalize_url(url),
         normalize_url(app),
@@ -116,7 +126,42 @@ def resolve(database_url: str | None = None, app_database_url: str | None = None
         app_source,
         pooler=pooler,
         listen_url=normalize_url(listen) if listen else None,
+        app_version=version,
+        retention=retention,
     )
+
+
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$", re.IGNORECASE)
+
+
+def parse_age(text: object, what: str = "an age") -> float | None:
+    """Seconds from ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a bare number
+    of seconds; ``off``/``none`` is None (no retention). Anything else, zero
+    or negative is one ConfigurationError line naming ``what``."""
+    t = str(text).strip()
+    if t.lower() in ("off", "none"):
+        return None
+    m = _AGE.match(t)
+    seconds = float(m.group(1)) * _AGE_UNITS[(m.group(2) or "s").lower()] if m else 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(
+            f"{what}: {str(text)!r} is not an age (a positive number of seconds, or e.g. 30d, "
+            "12h, 90m; 'off' for none)"
+        )
+    return seconds
+
+
+def check_app_version(version: str | None) -> str | None:
+    """An application version: a short label without blanks ("" or None: no version)."""
+    if version is None or not str(version).strip():
+        return None
+    v = str(version).strip()
+    if len(v) > 100 or any(c.isspace() for c in v):
+        raise ConfigurationError(
+            f"malformed app_version {v[:40]!r}: a label of at most 100 characters, no blanks"
+        )
+    return v
 
 
 def _first(*candidates: tuple[object, str]) -> tuple[str, str]:
@@ -146,7 +191,9 @@ def normalize_url(url: str) -> str:
         )
     rest = url[m.end() :]
     try:
-        _ = urlsplit(url).port  # parses the host and port; raises on a malformed one
+        hosts = url_hosts(url)
+        for host in hosts:  # each host[:port] of a multi-host URL on its own
+            _ = urlsplit("//" + host).port  # raises on a malformed port
     except ValueError as e:
         raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: {e}") from None
     if base in ("postgresql", "postgres"):
@@ -154,12 +201,49 @@ def normalize_url(url: str) -> str:
             raise ConfigurationError(
                 f"malformed database URL {mask_url(url)!r}: no host or database"
             )
+        if len(hosts) > 1:
+            rest = _multihost_rest(rest, hosts, url)
         return "postgresql+psycopg://" + rest
     if base == "sqlite" and not rest.startswith("/"):
         raise ConfigurationError(
             f"malformed database URL {mask_url(url)!r}: use sqlite:///relative/path or sqlite:////abs/path"
         )
     return "sqlite://" + _sqlite_rest(rest, url)
+
+
+def url_hosts(url: str) -> list[str]:
+    """The ``host[:port]`` entries of a URL's authority, in order: one for
+    most URLs, several for a multi-host Postgres URL
+    (``postgresql://u@h1:5432,h2:5433/db``, which libpq tries in turn)."""
+    netloc = urlsplit(url).netloc
+    return netloc.rpartition("@")[2].split(",")
+
+
+# libpq's target_session_attrs values (PostgreSQL 14+)
+_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+
+
+def _multihost_rest(rest: str, hosts: list[str], url: str) -> str:
+    """Check the hosts of a multi-host URL; without ``target_session_attrs``
+    ask libpq for a writable node (``read-write``): wf writes on every
+    connection, and the first host that answers may be a standby (libpq's
+    default, ``any``), which wf would take for an outage for ever."""
+    if any(not h for h in hosts):
+        raise ConfigurationError(f"malformed database URL {mask_url(url)!r}: an empty host")
+    query = rest.partition("?")[2]
+    attrs = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "target_session_attrs"]
+    if not attrs:
+        return (
+            rest
+            + ("&" if query else "" if rest.endswith("?") else "?")
+            + ("target_session_attrs=read-write")
+        )
+    if attrs[-1] not in _SESSION_ATTRS:
+        raise ConfigurationError(
+            f"unsupported target_session_attrs {attrs[-1]!r} in {mask_url(url)!r}: use "
+            "read-write (or primary)"
+        )
+    return rest
 
 
 # query parameters SQLAlchemy's SQLite driver takes itself, and those of SQLite's

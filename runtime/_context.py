@@ -72,6 +72,8 @@ class WorkflowContext:
     # announced (in-process, or by NOTIFY from another process)
     cancel_watch: Any = None
     cancelled: bool = False  # seen cancelled: every later call refuses at once
+    # a dry replay (wf.replay): recorded calls replay, nothing runs or is written
+    dry: bool = False
 
     def take_position(self) -> int:
         p = self.next_position

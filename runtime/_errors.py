@@ -64,3 +64,13 @@ class _OwnershipLost(BaseException):
     """Internal: another executor owns this workflow now; stop quietly.
 
     A BaseException so a user's ``except Exception`` cannot swallow it."""
+
+
+class _ReplayEnd(BaseException):
+    """Internal: a dry replay (``wf.replay``) reached a call its record does
+    not have; it stops there instead of running it. A BaseException so the
+    workflow's own ``except Exception`` cannot swallow it."""
+
+    def __init__(self, position: int, name: str, kind: str) -> None:
+        super().__init__(position, name, kind)
+        self.position, self.name, self.kind = position, name, kind

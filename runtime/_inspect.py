@@ -25,7 +25,7 @@ from ._records import (
     WorkflowInfo,
 )
 from ._serialization import loads, loads_error_info
-from ._sysdb import StepRow, WorkflowRow
+from ._sysdb import StepRow, SystemDatabase, WorkflowRow, now_ms
 from ._worker.recovery import STALE_AFTER
 
 
@@ -37,9 +37,12 @@ def workflow_info(row: WorkflowRow, child_count: int | None = None) -> WorkflowI
     created = _dt(row.created_at)
     updated = _dt(row.updated_at)
     assert created is not None and updated is not None
+    status = row.status
+    if status == Status.ENQUEUED and row.not_before is not None and row.not_before > now_ms():
+        status = Status.DELAYED
     return WorkflowInfo(
         workflow_id=row.workflow_id,
-        status=row.status,
+        status=status,
         name=row.name,
         inputs=loads(row.inputs),
         output=loads(row.output),
@@ -57,6 +60,10 @@ def workflow_info(row: WorkflowRow, child_count: int | None = None) -> WorkflowI
         forked_from_step=None if row.forked_from_step is None else row.forked_from_step + 1,
         app_version=row.app_version,
         child_count=child_count,
+        priority=row.priority,
+        dedup_id=row.dedup_id,
+        partition_key=row.partition_key,
+        delayed_until=_dt(row.not_before) if row.status == Status.ENQUEUED else None,
     )
 
 
@@ -64,7 +71,16 @@ def workflow_info(row: WorkflowRow, child_count: int | None = None) -> WorkflowI
 
 
 def get_workflow(workflow_id: str) -> WorkflowInfo:
-    row = _root.client().get_workflow(workflow_id)
+    return get_workflow_in(None, workflow_id)
+
+
+# The *_in functions are the public reads against a given system database
+# (None: the process's), so a wf.Client on its own database reuses them; the
+# database is taken only after the arguments are checked (bad input touches nothing).
+
+
+def get_workflow_in(db: SystemDatabase | None, workflow_id: str) -> WorkflowInfo:
+    row = (db or _root.client()).get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     return workflow_info(row)
@@ -99,10 +115,14 @@ def _filters(
     until: datetime | None,
     parent: str | None,
     top_level: bool,
+    app_version: str | None = None,
+    partition_key: str | None = None,
 ) -> dict[str, Any]:
     if queue is not None and not queue.strip():
         raise ConfigurationError("a queue name must not be empty")
     return dict(
+        app_version=app_version,
+        partition_key=partition_key,
         statuses=_check_statuses(status),
         name=name or None,
         queue=queue,
@@ -125,14 +145,53 @@ def list_workflows(
     parent: str | None = None,
     top_level: bool = False,
     child_counts: bool = False,
+    app_version: str | None = None,
+    partition_key: str | None = None,
 ) -> list[WorkflowInfo]:
     """Recorded workflows, newest first. ``parent``: only that workflow's
     children; ``top_level``: only workflows that are nobody's child;
-    ``child_counts``: fill each one's ``child_count``."""
-    filters = _filters(status, name, queue, since, until, parent, top_level)
+    ``child_counts``: fill each one's ``child_count``; ``app_version``: only
+    workflows recorded as of that application version; ``partition_key``:
+    only that partition's (of a partitioned queue)."""
+    return list_workflows_in(
+        None,
+        status,
+        name,
+        queue,
+        since,
+        until,
+        limit,
+        offset,
+        parent=parent,
+        top_level=top_level,
+        child_counts=child_counts,
+        app_version=app_version,
+        partition_key=partition_key,
+    )
+
+
+def list_workflows_in(
+    db: SystemDatabase | None,
+    status: str | list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 20,
+    offset: int = 0,
+    *,
+    parent: str | None = None,
+    top_level: bool = False,
+    child_counts: bool = False,
+    app_version: str | None = None,
+    partition_key: str | None = None,
+) -> list[WorkflowInfo]:
+    filters = _filters(
+        status, name, queue, since, until, parent, top_level, app_version, partition_key
+    )
     if limit is not None and limit < 0 or offset < 0:
         raise ConfigurationError("limit and offset must be >= 0")
-    db = _root.client()
+    db = db or _root.client()
     rows = db.list_workflows(limit=limit, offset=offset, **filters)
     if not child_counts:
         return [workflow_info(r) for r in rows]
@@ -149,9 +208,13 @@ def count_workflows(
     *,
     parent: str | None = None,
     top_level: bool = False,
+    app_version: str | None = None,
+    partition_key: str | None = None,
 ) -> int:
     """How many workflows ``list_workflows`` would list with these filters and no limit."""
-    filters = _filters(status, name, queue, since, until, parent, top_level)
+    filters = _filters(
+        status, name, queue, since, until, parent, top_level, app_version, partition_key
+    )
     return _root.client().count_workflows(**filters)
 
 
@@ -173,7 +236,11 @@ def step_info(workflow_id: str, s: StepRow) -> StepInfo:
 
 def list_steps(workflow_id: str) -> list[StepInfo]:
     """Each recorded call of a workflow, by position (from 1)."""
-    db = _root.client()
+    return list_steps_in(None, workflow_id)
+
+
+def list_steps_in(db: SystemDatabase | None, workflow_id: str) -> list[StepInfo]:
+    db = db or _root.client()
     if db.get_outcome(workflow_id) is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
     return [step_info(workflow_id, s) for s in db.get_steps(workflow_id)]
@@ -226,9 +293,13 @@ def list_events(workflow_id: str) -> list[EventInfo]:
 
 def list_executors() -> list[ExecutorInfo]:
     """The executors that have registered, with whether each is alive now."""
+    return list_executors_in(None)
+
+
+def list_executors_in(db: SystemDatabase | None) -> list[ExecutorInfo]:
     now = time.time() * 1000
     out = []
-    for r in _root.client().list_executors():
+    for r in (db or _root.client()).list_executors():
         alive = now - r.heartbeat_at <= STALE_AFTER * 1000 and (
             r.host != HOST or pid_alive(r.pid, r.started_at)
         )
@@ -241,31 +312,46 @@ def list_executors() -> list[ExecutorInfo]:
                 heartbeat_at=_dt(r.heartbeat_at) or datetime.now(UTC),
                 alive=alive,
                 queues=None if r.queues is None else list(json.loads(r.queues)),
+                workflows=None if r.workflows is None else list(json.loads(r.workflows)),
             )
         )
     return sorted(out, key=lambda e: e.executor_id)
 
 
 def list_schedules() -> list[ScheduleInfo]:
-    """The schedules workers declared (``@wf.scheduled``), with their last
-    started tick and the next one due."""
+    """Every schedule: those workers declared (``@wf.scheduled``, source
+    "code") and those stored by ``wf.create_schedule`` (source "db"), with
+    their last started tick and the next one due (None while paused)."""
+    now = datetime.now(UTC)
+    return [schedule_info(r, now) for r in _root.client().all_schedules()]
+
+
+def schedule_info(r: Any, now: datetime) -> ScheduleInfo:
+    """A schedules row (``wf._sysdb.schedules.ScheduleDef``) as a record."""
     from croniter import croniter
 
-    now = datetime.now(UTC)
-    out = []
-    for r in _root.client().list_schedules():
+    nxt: datetime | None = None
+    if not r.paused:
         try:
-            nxt: datetime | None = croniter(r.cron, now).get_next(datetime)
+            nxt = croniter(r.cron, now).get_next(datetime)
         except (ValueError, KeyError):
             nxt = None
-        out.append(
-            ScheduleInfo(
-                name=r.name,
-                workflow_name=r.workflow_name,
-                cron=r.cron,
-                last_tick=_dt(r.last_tick),
-                next_tick=nxt,
-                updated_at=_dt(r.updated_at) or now,
-            )
-        )
-    return out
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+    if r.inputs:
+        doc = loads(r.inputs)
+        args, kwargs = tuple(doc.get("args") or ()), dict(doc.get("kwargs") or {})
+    return ScheduleInfo(
+        name=r.name,
+        workflow_name=r.workflow_name,
+        cron=r.cron,
+        last_tick=_dt(r.last_tick),
+        next_tick=nxt,
+        updated_at=_dt(r.updated_at) or now,
+        source=r.source,
+        paused=bool(r.paused),
+        args=args,
+        kwargs=kwargs,
+        queue=r.queue,
+        created_at=_dt(r.created_at),
+    )

@@ -21,7 +21,7 @@ class DurableLogHandler(logging.Handler):
             self._fallback(record)
             return
         ex = ctx.executor
-        if ex is None:
+        if ex is None or ctx.dry:  # a dry replay (wf.replay) writes nothing
             return
         step_state = current_step()
         if step_state is not None:

@@ -15,7 +15,11 @@ class Status:
     CANCELLED = "CANCELLED"
     RETRIES_EXCEEDED = "RETRIES_EXCEEDED"
 
-    ALL = (ENQUEUED, PENDING, SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
+    # shown (never stored) for an ENQUEUED workflow whose delay has not passed
+    # yet; filtering on ENQUEUED still finds it
+    DELAYED = "DELAYED"
+
+    ALL = (ENQUEUED, DELAYED, PENDING, SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
     ENDED = (SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED)
 
 
@@ -50,6 +54,10 @@ class WorkflowInfo:
     forked_from_step: int | None = None  # the calls before this position (from 1) were copied
     app_version: str | None = None
     child_count: int | None = None  # filled by list_workflows(child_counts=True)
+    priority: int = 0
+    dedup_id: str | None = None
+    partition_key: str | None = None
+    delayed_until: datetime | None = None  # a delay=/debounce workflow's earliest start
 
     @property
     def function(self) -> str:
@@ -95,6 +103,10 @@ class QueueInfo:
     worker_concurrency: int | None
     rate_limit: tuple[int, float] | None
     priority: bool
+    partition_concurrency: int | None = None  # per partition (partition_key), across processes
+    partition_rate_limit: tuple[int, float] | None = None
+    # the busiest partitions: (partition key, enqueued, running), most running first
+    partitions: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,8 @@ class ExecutorInfo:
     heartbeat_at: datetime
     alive: bool  # its heartbeat is fresh (and, on this machine, its process runs)
     queues: list[str] | None  # the queues it dequeues from; None: every queue
+    # the workflows it has registered (recorded names); None: not said (an older wf)
+    workflows: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,5 +142,27 @@ class ScheduleInfo:
     workflow_name: str
     cron: str
     last_tick: datetime | None
-    next_tick: datetime | None
+    next_tick: datetime | None  # None while paused
     updated_at: datetime
+    # "code": a worker's @wf.scheduled (named after its workflow);
+    # "db": stored by wf.create_schedule
+    source: str = "code"
+    paused: bool = False
+    # what a stored schedule passes each tick after (scheduled_at, started_at)
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+    queue: str | None = None  # its ticks go on this queue (None: a worker starts them)
+    created_at: datetime | None = None  # stored ones: when created
+
+
+@dataclass(frozen=True)
+class ReplayInfo:
+    """What ``wf.replay`` found: today's code agrees with the record.
+    ``complete``: the code reached the recorded end (False: the run is still
+    in flight and the code agrees with it as far as it got)."""
+
+    workflow_id: str
+    name: str
+    status: str
+    calls: int
+    complete: bool

@@ -8,6 +8,7 @@ down."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from typing import Any
 
@@ -57,8 +58,13 @@ def launch(
     concurrency: int | None = None,
     worker: bool = False,
     recovery: bool = True,
+    app_version: str | None = None,
 ) -> None:
     """Start this process's executor: migrations, heartbeats, recovery, queues, schedules.
+
+    ``app_version`` (else WF_APP_VERSION / ``app_version`` in [tool.wf]): the
+    release this process runs; it stamps the workflows it starts and adopts
+    and dequeues only that release's workflows (and unversioned ones).
 
     ``queues``: None serves the queues this process declares (every queue in
     the database with ``worker``); a list serves exactly those; [] none.
@@ -79,6 +85,8 @@ def launch(
             if (database_url or app_database_url)
             else _config_now()
         )
+        if app_version is not None:
+            cfg = dataclasses.replace(cfg, app_version=_config.check_app_version(app_version))
         ex = Executor(
             cfg,
             executor_id,
@@ -150,6 +158,7 @@ def client() -> SystemDatabase:
             db = SystemDatabase(
                 cfg.database_url, outage_timeout=0, pool_size=2, **cfg.connection_options()
             )
+            db.set_app_version(cfg.app_version)  # what this process enqueues is of its release
             try:
                 if _create:
                     db.ensure_reachable()

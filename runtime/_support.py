@@ -25,6 +25,11 @@ see, each with why:
   its idempotency key had been used already (``wf send`` reports which).
 - ``shutdown_if_started``: ``wf.shutdown()`` for a command on its way out,
   without loading the runtime when the command never touched it.
+- ``list_workflows_page``, ``count_workflows_matching``: ``wf.list_workflows`` /
+  ``wf.count_workflows`` with what the dashboard (``wf ui``) adds: a keyset
+  cursor (``before``: the last row shown, so a page deep in a million rows
+  costs what the first does, where OFFSET reads every row it skips) and a text
+  search on workflow IDs (``id_contains``).
 
 It stays cheap to import: only leaf modules at the top; the executor and
 SQLAlchemy are imported inside the functions that need them.
@@ -33,20 +38,26 @@ SQLAlchemy are imported inside the functions that need them.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ._config import display_url, mask_text
 from ._loader import import_module, load_target
 from ._records import LOG_LEVELS
 from ._serialization import dumps
 
+if TYPE_CHECKING:
+    from ._records import WorkflowInfo
+
 __all__ = [
     "LOG_LEVELS",
+    "count_workflows_matching",
     "database_url_source",
     "dumps",
     "executor_identity",
     "import_module",
     "is_connection_error",
+    "list_workflows_page",
     "load_target",
     "mask_text",
     "send_message",
@@ -105,3 +116,68 @@ def shutdown_if_started() -> None:
     from ._root import shutdown
 
     shutdown()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def list_workflows_page(
+    *,
+    status: str | list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    parent: str | None = None,
+    top_level: bool = False,
+    app_version: str | None = None,
+    partition_key: str | None = None,
+    id_contains: str | None = None,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[WorkflowInfo]:
+    """One page of ``wf.list_workflows`` (newest first, each with its
+    ``child_count``): the workflows after ``before`` = (created_at,
+    workflow_id) of the previous page's last row, whose ID contains
+    ``id_contains``."""
+    from . import _root
+    from ._errors import ConfigurationError
+    from ._inspect import _filters, workflow_info
+
+    if limit < 1:
+        raise ConfigurationError("limit must be >= 1")
+    filters = _filters(
+        status, name, queue, since, until, parent, top_level, app_version, partition_key
+    )
+    db = _root.client()
+    cursor = None
+    if before is not None:
+        # exact milliseconds (float timestamps can land one below the stored value)
+        t = before[0] if before[0].tzinfo is not None else before[0].astimezone()
+        cursor = ((t - _EPOCH) // timedelta(milliseconds=1), before[1])
+    rows = db.list_workflows(limit=limit, before=cursor, id_contains=id_contains, **filters)
+    counts = db.child_counts([r.workflow_id for r in rows])
+    return [workflow_info(r, counts.get(r.workflow_id, 0)) for r in rows]
+
+
+def count_workflows_matching(
+    *,
+    status: str | list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    parent: str | None = None,
+    top_level: bool = False,
+    app_version: str | None = None,
+    partition_key: str | None = None,
+    id_contains: str | None = None,
+) -> int:
+    """How many workflows ``list_workflows_page`` pages through."""
+    from . import _root
+    from ._inspect import _filters
+
+    filters = _filters(
+        status, name, queue, since, until, parent, top_level, app_version, partition_key
+    )
+    return _root.client().count_workflows(id_contains=id_contains, **filters)

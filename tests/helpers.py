@@ -22,6 +22,8 @@ WF_ENV_VARS = (
     "WF_EXECUTOR_ID",
     "WF_POOLER",
     "WF_LISTEN_URL",
+    "WF_RETENTION",
+    "WF_GC_INTERVAL",
 )
 
 

@@ -70,6 +70,14 @@ def start(
             help="Enqueue it on --queue (default: 'default') for a `wf worker`, print its ID and exit.",
         ),
     ] = False,
+    no_import: Annotated[
+        bool,
+        typer.Option(
+            "--no-import",
+            help="Enqueue by the recorded name MODULE:FUNCTION without importing the module "
+            "(it need not exist here; a worker that has it runs it). With --detach or --queue.",
+        ),
+    ] = False,
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
@@ -82,9 +90,17 @@ def start(
     process and waits. Exit 0 SUCCESS, 1 ERROR, 3 CANCELLED or RETRIES_EXCEEDED.
     When what it waits on cannot run (enqueued on a queue no live worker
     serves), it says on stderr what to run, and keeps waiting.
+
+    --no-import enqueues by name as wf.Client does: nothing is imported, the
+    arguments are not checked against the function (only that wf can store
+    them), and a name no live worker has registered stays ENQUEUED.
     """
     out = common.output_format(fmt, json_out)
     common.setup(db, app_db)
+    if no_import:
+        return _enqueue_by_name(
+            target, args, kwargs, workflow_id, queue, timeout, detach=detach, db=db, out=out
+        )
     # Everything that can be wrong with the input is checked before the
     # database is touched.
     fn = common.load_workflow(target)
@@ -149,6 +165,85 @@ def await_(
     return waiting.wait_and_print(handle, wait_s, fmt=out, verb="waiting for")
 
 
+def _recorded_name(target: str) -> str:
+    """``--no-import``'s target is a recorded name, never a file path."""
+    module, sep, function = target.partition(":")
+    if not sep or not module.strip() or not function.strip():
+        raise errors.BadInput(
+            f"--no-import: {target!r} is not a recorded name MODULE:FUNCTION (e.g. jobs.billing:charge)"
+        )
+    if module.endswith(".py") or "/" in module or "\\" in module:
+        raise errors.BadInput(
+            f"--no-import: {module!r} is a file path; give the module name the worker records "
+            "(pkg.module:function)"
+        )
+    return target
+
+
+def _enqueue_by_name(
+    target: str,
+    args: list[str] | None,
+    kwargs: str | None,
+    workflow_id: str | None,
+    queue: str | None,
+    timeout: str | None,
+    *,
+    detach: bool,
+    db: str | None,
+    out: str,
+) -> int:
+    """``wf start --no-import``: enqueue through wf.Client, by name; wait
+    for a worker unless --detach."""
+    if not detach and queue is None:
+        raise errors.BadInput(
+            "--no-import runs nothing here: add --detach (print the ID and exit) or --queue Q "
+            "(wait for a worker to run it)"
+        )
+    name = _recorded_name(target)
+    call_args: list[Any] = [common.parse_arg(a) for a in args or []]
+    call_kwargs = common.parse_kwargs(kwargs)
+    clash = [k for k in call_kwargs if k in _CLIENT_RESERVED]
+    if clash:
+        raise errors.BadInput(
+            f"--kwargs: keyword {clash[0]!r} cannot be passed through wf.Client.enqueue "
+            "(it is reserved)"
+        )
+    wf_timeout = parse_duration(timeout) if timeout is not None else None
+    if workflow_id is not None and not workflow_id.strip():
+        raise errors.BadInput("--id must not be empty")
+    options.check_queue(queue)
+
+    import wf
+
+    with wf.Client(db or None) as client:
+        handle = client.enqueue(
+            name,
+            *call_args,
+            queue=queue or "default",
+            workflow_id=workflow_id,
+            timeout=wf_timeout,
+            **call_kwargs,
+        )
+        info = handle.status()
+    if detach:
+        waiting.print_outcomes([info], _detached(out), single=True)
+        return errors.OK
+    try:
+        return waiting.wait_and_print(
+            wf.retrieve(info.workflow_id),
+            None,
+            fmt=out,
+            verb=f"waiting for a worker on queue {queue!r} to run",
+        )
+    except KeyboardInterrupt:
+        output.print_lines(waiting.interrupted_note(info.workflow_id), stderr=True)
+        return errors.INTERRUPTED
+
+
+# wf.Client.enqueue's own keywords
+_CLIENT_RESERVED = ("workflow_id", "queue", "timeout", "priority", "dedup_id", "delay")
+
+
 def _detached(fmt: str) -> str:
     """--detach prints the ID alone, unless a machine format is asked for."""
     return "ids" if fmt == "table" else fmt
@@ -176,6 +271,7 @@ def resume(
     until: options.Until = None,
     children: options.Children = False,
     parent: options.Parent = None,
+    version: options.MoveVersion = None,
     yes: options.Yes = False,
     db: options.Db = None,
     app_db: options.AppDb = None,
@@ -197,6 +293,7 @@ def resume(
     nothing and exits 1. --detach leaves them to a worker.
     """
     out = common.output_format(fmt, json_out)
+    version = options.check_version(version)
     chosen = filters.parse_filters(statuses, name, queue, since, until, children, parent)
     filters.check_ids_or_filters("resume", workflow_ids, chosen)
     filters.check_statuses("resumed", chosen, _RESUMABLE)
@@ -221,7 +318,7 @@ def resume(
         return errors.FAILED
     if not detach:  # leaving them to a worker needs no executor here
         wf.launch(queues=[], recovery=False)
-    handles = [wf.resume(info.workflow_id, detach=detach) for info in infos]
+    handles = [wf.resume(info.workflow_id, detach=detach, app_version=version) for info in infos]
     single = len(infos) == 1 and not chosen.given
     if detach:
         if chosen.given and out == "table":
@@ -268,6 +365,7 @@ def restart(
     ] = None,
     detach: options.Detach = False,
     modules: options.Modules = None,
+    version: options.MoveVersion = None,
     db: options.Db = None,
     app_db: options.AppDb = None,
     json_out: options.Json = False,
@@ -281,6 +379,7 @@ def restart(
     imports others first, e.g. a file outside this directory).
     """
     out = common.output_format(fmt, json_out)
+    version = options.check_version(version)
     common.setup(db, app_db)
     common.import_modules(modules)
     import wf
@@ -298,7 +397,13 @@ def restart(
         common.import_recorded(info, given=bool(modules))
     if not detach:  # leaving it to a worker needs no executor here
         wf.launch(queues=[], recovery=False)
-    handle = wf.restart(workflow_id, from_step=from_step, workflow_id=new_id, detach=detach)
+    handle = wf.restart(
+        workflow_id,
+        from_step=from_step,
+        workflow_id=new_id,
+        detach=detach,
+        app_version=version,
+    )
     if detach:
         waiting.print_outcomes([handle.status()], _detached(out), single=True)
         return errors.OK

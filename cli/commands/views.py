@@ -82,6 +82,8 @@ def list_(
     until: options.Until = None,
     children: options.Children = False,
     parent: options.Parent = None,
+    version: options.VersionFilter = None,
+    partition: options.PartitionFilter = None,
     limit: Annotated[int, typer.Option("--limit", "-l", min=1, help="At most this many.")] = 20,
     offset: Annotated[
         int, typer.Option("--offset", min=0, help="Skip this many (newest first).")
@@ -97,7 +99,9 @@ def list_(
     not its time on a queue. Piped, each row is one line (`wf list | awk
     '{print $1}'` gives whole IDs); -o ids prints only the IDs."""
     fmt = common.output_format(out, json_out)
-    chosen = filters.workflow_filters(statuses, name, queue, since, until, children, parent)
+    chosen = filters.workflow_filters(
+        statuses, name, queue, since, until, children, parent, version, partition
+    )
     output.set_time_format(options.time_format(time_format))
     common.setup(db, create=False)
     import wf
@@ -128,6 +132,8 @@ def count(
     until: options.Until = None,
     children: options.Children = False,
     parent: options.Parent = None,
+    version: options.VersionFilter = None,
+    partition: options.PartitionFilter = None,
     db: options.Db = None,
     json_out: options.Json = False,
     out: options.DocOutput = None,
@@ -137,7 +143,9 @@ def count(
     them, not one page): top-level ones unless --children or --parent.
     Prints the number alone; -o json prints {"count": N}."""
     fmt = common.document_format(out, json_out, "wf count prints no records")
-    chosen = filters.workflow_filters(statuses, name, queue, since, until, children, parent)
+    chosen = filters.workflow_filters(
+        statuses, name, queue, since, until, children, parent, version, partition
+    )
     common.setup(db, create=False)
     import wf
 

@@ -8,6 +8,8 @@
 - ``runs``: a workflow's body, its end, a child's outcome, waiting for outcomes
 - ``calls``: one retry policy for sync and async steps; transactions
 - ``control``: cancellation and deadlines
+- ``dry_run``: ``wf.replay``, a recorded workflow checked against today's code
+- ``patching``: ``wf.patched``/``wf.deprecated_patch``, code changed under in-flight runs
 - ``wakeups``: waking waiters (in-process at once; Postgres NOTIFY relayed)
 
 The core imports only the system database layer and the leaves; the worker
@@ -16,6 +18,8 @@ and the public API import it. Its executor is passed in (``Runtime``)."""
 from .._sysdb import wake_key
 from .calls import RetryPolicy, run_transaction, run_with_retries, run_with_retries_async
 from .control import BY_API, TIMED_OUT, cancel_tree, check_live
+from .dry_run import dry_replay
+from .patching import deprecated_patch, patched
 from .recording import (
     Finished,
     NotRecorded,
@@ -30,6 +34,7 @@ from .runs import Outcome, record_child, run_body, run_body_async, wait_outcome
 from .runtime import Runtime
 from .starting import (
     ChildSlot,
+    Debounce,
     Existing,
     Started,
     begin_workflow,
@@ -43,6 +48,7 @@ from .wakeups import Waiter, ensure_listener, notify_local, wake_dequeuers
 
 __all__ = [
     "ChildSlot",
+    "Debounce",
     "Existing",
     "Finished",
     "NotRecorded",
@@ -59,9 +65,12 @@ __all__ = [
     "check_determinism",
     "check_live",
     "check_workflow_id",
+    "deprecated_patch",
+    "dry_replay",
     "encode_inputs",
     "ensure_listener",
     "notify_local",
+    "patched",
     "record",
     "record_child",
     "record_started",

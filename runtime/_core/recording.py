@@ -22,6 +22,7 @@ from .._errors import (
     WfError,
     WorkflowCancelledError,
     _OwnershipLost,
+    _ReplayEnd,
 )
 from .._records import Status
 from .._serialization import dumps, dumps_error, loads, rebuild_error_json
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wf")
 
+# the kind of a patch marker (patching.py); other calls step over them on replay
+PATCH = "patch"
+
 
 # -- determinism and replay -----------------------------------------------------------------
 
@@ -44,7 +48,9 @@ def check_determinism(
     if rec.name != name or rec.kind != kind:
         raise NonDeterminismError(
             f"workflow {ctx.workflow_id} position {position + 1}: recorded {rec.kind} {rec.name!r}, "
-            f"replay called {kind} {name!r}"
+            f"this code called {kind} {name!r}. The run was recorded by other code: guard the "
+            "change with `if wf.patched('change-id'):` so runs recorded before it keep the old "
+            "path, or run them on the release that started them (app_version)"
         )
 
 
@@ -137,7 +143,14 @@ def begin_call(
         )
     check_live(ex, ctx)
     pos = ctx.take_position()
-    return pos, ctx.recorded_at(pos)
+    rec = ctx.recorded_at(pos)
+    # patch markers belong to patch checks (patching.py): other calls step over them
+    while rec is not None and rec.kind == PATCH and kind != PATCH:
+        pos = ctx.take_position()
+        rec = ctx.recorded_at(pos)
+    if rec is None and ctx.dry:
+        raise _ReplayEnd(pos, name, kind)
+    return pos, rec
 
 
 def step_record(

@@ -111,7 +111,7 @@ def run_body(
 
 
 @contextlib.contextmanager
-def _running(ctx: WorkflowContext) -> Iterator[None]:
+def running(ctx: WorkflowContext) -> Iterator[None]:
     """The body's frame: this workflow is current (and no step is), its
     calls take positions in this thread, and a cancel announced for it is
     seen before its next call."""
@@ -131,7 +131,7 @@ def _running(ctx: WorkflowContext) -> Iterator[None]:
 def _run_body(
     ex: Runtime, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
 ) -> Outcome:
-    with _running(ctx):
+    with running(ctx):
         try:
             value = spec.fn(*args, **kwargs)
         except _OwnershipLost:
@@ -167,7 +167,7 @@ async def run_body_async(
 async def _run_body_async(
     ex: Runtime, spec: WorkflowSpec, ctx: WorkflowContext, args: Any, kwargs: Any
 ) -> Outcome:
-    with _running(ctx):
+    with running(ctx):
         try:
             value = await spec.fn(*args, **kwargs)
         except _OwnershipLost:

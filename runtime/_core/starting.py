@@ -67,8 +67,39 @@ class Existing:
     recorded: bool = False  # the parent already holds this call's record
 
 
+@dataclass(frozen=True)
+class Debounce:
+    """Enqueues with one ``key`` on a queue collapse into the workflow that
+    waits for them: each pushes its start ``window_ms`` later (never past
+    ``max_wait_ms`` after the first) and gives it its arguments."""
+
+    key: str
+    window_ms: int
+    max_wait_ms: int | None = None
+
+    @staticmethod
+    def of(
+        key: str | None,
+        window: float | None,
+        max_wait: float | None,
+        delay: float | None,
+        dedup_id: str | None,
+    ) -> Debounce:
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError("debounce needs a debounce_key (a non-empty string)")
+        if window is None or window <= 0:
+            raise ConfigurationError("debounce_key needs debounce=SECONDS (> 0)")
+        if max_wait is not None and max_wait < window:
+            raise ConfigurationError("debounce_max_wait must be >= debounce")
+        if delay is not None or dedup_id is not None:
+            raise ConfigurationError("a debounced enqueue takes neither delay nor dedup_id")
+        return Debounce(key, int(window * 1000), None if max_wait is None else int(max_wait * 1000))
+
+
 MAX_ID_BYTES = 1024
 MAX_CHILD_DEPTH = 100
+# a debounced or deduplicated enqueue that keeps losing races to peers gives up
+MAX_ENQUEUE_RACES = 20
 
 
 def check_workflow_id(workflow_id: str) -> None:
@@ -123,10 +154,15 @@ def begin_workflow(
     priority: int = 0,
     dedup_id: str | None = None,
     delay: float | None = None,
+    partition_key: str | None = None,
+    debounce: Debounce | None = None,
+    on_duplicate: str = "raise",
 ) -> Started | Existing:
     """Record a new workflow (or find the recorded one with this ID). A child
     (``slot``) is inserted only while its parent is still running here, so a
-    child called after its parent was cancelled never runs."""
+    child called after its parent was cancelled never runs. A debounced
+    enqueue (``debounce``) may instead join the workflow waiting for its key;
+    ``on_duplicate="return"``: a live workflow with ``dedup_id`` is returned."""
     inputs = encode_inputs(args, kwargs)  # SerializationError before anything is written
     parent = slot.parent if slot is not None else None
     parent_position = slot.position if slot is not None else None
@@ -160,23 +196,42 @@ def begin_workflow(
         # SPEC §3: past its timeout a workflow *and its children* are cancelled,
         # also those still running or queued when the parent has ended
         deadline = parent.deadline_ms if deadline is None else min(deadline, parent.deadline_ms)
-    inserted = sysdb.insert_workflow(
-        workflow_id=wid,
-        status=status,
-        name=spec.name,
-        inputs=inputs,
-        executor_id=executor_id if status == Status.PENDING else None,
-        queue=queue,
-        priority=priority,
-        dedup_id=dedup_id,
-        parent_workflow_id=parent.workflow_id if parent else None,
-        parent_executor_id=parent.executor_id if parent else None,
-        max_recovery_attempts=spec.max_recovery_attempts,
-        timeout=timeout,
-        deadline=deadline,
-        delay=delay,
-        now=now,
-    )
+
+    def insert() -> bool:
+        return sysdb.insert_workflow(
+            workflow_id=wid,
+            status=status,
+            name=spec.name,
+            inputs=inputs,
+            executor_id=executor_id if status == Status.PENDING else None,
+            queue=queue,
+            priority=priority,
+            dedup_id=dedup_id,
+            parent_workflow_id=parent.workflow_id if parent else None,
+            parent_executor_id=parent.executor_id if parent else None,
+            max_recovery_attempts=spec.max_recovery_attempts,
+            timeout=timeout,
+            deadline=deadline,
+            delay=debounce.window_ms / 1000 if debounce is not None else delay,
+            now=now,
+            partition_key=partition_key,
+            debounce_key=debounce.key if debounce is not None else None,
+            debounce_until=(
+                now + debounce.max_wait_ms
+                if debounce is not None and debounce.max_wait_ms is not None
+                else None
+            ),
+        )
+
+    if debounce is not None or (dedup_id is not None and on_duplicate == "return"):
+        assert queue is not None, "only a queued workflow is debounced or deduplicated"
+        joined, inserted = _join_or_insert(
+            sysdb, spec.name, queue, inputs, debounce, dedup_id, insert
+        )
+        if joined is not None:
+            return Existing(joined, None, parent, parent_position)
+    else:
+        inserted = insert()
     if not inserted:
         row = sysdb.get_workflow(wid)
         if row is None:
@@ -209,6 +264,43 @@ def begin_workflow(
     return Started(ctx, parent, parent_position, inputs)
 
 
+def _join_or_insert(
+    sysdb: SystemDatabase,
+    name: str,
+    queue: str,
+    inputs: str,
+    debounce: Debounce | None,
+    dedup_id: str | None,
+    insert: Any,
+) -> tuple[str | None, bool]:
+    """(the live workflow this enqueue joins, or None and whether ``insert``
+    inserted). A peer may insert, dequeue or end the workflow at any moment:
+    each attempt is one conditional statement, retried on a lost race."""
+    from .._errors import QueueDedupError
+
+    for _ in range(MAX_ENQUEUE_RACES):
+        if debounce is not None:
+            found = sysdb.extend_debounced(queue, debounce.key, name, inputs, debounce.window_ms)
+            if found is not None:
+                return found, False
+        elif dedup_id is not None:
+            found = sysdb.live_dedup(queue, dedup_id)
+            if found is not None:
+                return found, False
+        try:
+            return None, insert()
+        except QueueDedupError:
+            if debounce is not None:
+                other = sysdb.debounced_name(queue, debounce.key)
+                if other is not None and other != name:
+                    raise WorkflowConflictError(
+                        f"debounce_key {debounce.key!r} on queue {queue!r} is waiting for "
+                        f"{other}, not {name}"
+                    ) from None
+            continue  # a peer inserted first: join it
+    raise WfError(f"enqueue on queue {queue!r} kept losing races to other enqueuers; try again")
+
+
 def start_workflow(
     ex: Runtime | None,
     spec: WorkflowSpec,
@@ -223,6 +315,9 @@ def start_workflow(
     priority: int = 0,
     dedup_id: str | None = None,
     delay: float | None = None,
+    partition_key: str | None = None,
+    debounce: Debounce | None = None,
+    on_duplicate: str = "raise",
 ) -> str:
     """Record a workflow and run it in the background on ``ex`` (or leave it
     on ``queue``); returns its ID. Inside a workflow (``slot``) the parent
@@ -243,6 +338,9 @@ def start_workflow(
         priority=priority,
         dedup_id=dedup_id,
         delay=delay,
+        partition_key=partition_key,
+        debounce=debounce,
+        on_duplicate=on_duplicate,
     )
     if isinstance(plan, Existing):
         wid = plan.workflow_id

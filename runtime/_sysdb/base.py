@@ -16,10 +16,21 @@ class BaseDatabase(Database):
     version_table = "schema_version"
     migrations: list[list[str]] = []
 
+    # the application version this process runs (Config.app_version): its
+    # claims and dequeues take only that version's workflows (or unversioned
+    # ones, which they stamp); None renders the statements without the terms
+    app_version: str | None = None
+
+    def set_app_version(self, version: str | None) -> None:
+        self.app_version = version
+        self._rendered.clear()
+
     def q(self, query: str) -> str:
         sql = self._rendered.get(query)
         if sql is None:
-            sql = self._rendered[query] = render(query, self.backend, self.version_table)
+            sql = self._rendered[query] = render(
+                query, self.backend, self.version_table, **_version_terms(self.app_version)
+            )
         return sql
 
     def run(self, query: str, /, **params: Any) -> Any:
@@ -96,3 +107,12 @@ class BaseDatabase(Database):
                 return len(self.migrations)
 
         return self.retrying(attempt)
+
+
+def _version_terms(version: str | None) -> dict[str, str]:
+    if version is None:
+        return {"app_version_terms": "", "app_version_stamp": ""}
+    return {
+        "app_version_terms": "AND (app_version IS NULL OR app_version = :app_version)",
+        "app_version_stamp": ", app_version = COALESCE(app_version, CAST(:app_version AS TEXT))",
+    }

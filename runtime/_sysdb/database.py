@@ -17,13 +17,15 @@ from . import schema
 from .base import BaseDatabase
 from .engine import connection_errors_seen, is_integrity_error
 from .messaging import MessagingMixin
-from .queries import like_suffix, render_filtered
+from .queries import like_contains, like_suffix, render_filtered
 from .queueing import QueueingMixin
 from .recovery import RecoveryMixin
 from .rows import StepRow, WorkflowRow, event_of_record, now_ms
+from .schedules import SchedulesMixin
+from .streams import StreamsMixin
 
 
-class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
+class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin, SchedulesMixin):
     migrations = schema.MIGRATIONS
 
     # -- workflows ---------------------------------------------------------------
@@ -46,6 +48,9 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         deadline: int | None = None,
         delay: float | None = None,
         now: int | None = None,
+        partition_key: str | None = None,
+        debounce_key: str | None = None,
+        debounce_until: int | None = None,
     ) -> bool:
         """Insert a new workflow; False when the ID is already recorded, or
         (a child: ``parent_executor_id`` given) when its parent is no longer
@@ -74,8 +79,15 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                 deadline=deadline,
                 timeout_ms=timeout_ms,
                 not_before=now + int(delay * 1000) if delay else None,
+                app_version=self.app_version,
+                partition_key=partition_key,
+                debounce_key=debounce_key,
+                debounce_until=debounce_until,
             )
         except Exception as e:
+            if debounce_key is not None and is_integrity_error(e):
+                # another enqueuer's workflow waits for this key now: join it
+                raise QueueDedupError(f"debounce_key {debounce_key!r} is taken") from None
             if dedup_id is not None and is_integrity_error(e):
                 raise QueueDedupError(
                     f"a workflow with dedup_id {dedup_id!r} is already enqueued or running on queue {queue!r}"
@@ -150,11 +162,16 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         return [r[0] for r in self.run("children_of", workflow_id=workflow_id)]
 
     def resume_workflow(
-        self, read: WorkflowRow, executor_id: str | None, queue: str | None
+        self,
+        read: WorkflowRow,
+        executor_id: str | None,
+        queue: str | None,
+        app_version: str | None = None,
     ) -> bool:
         """Resume the workflow as ``read`` saw it: PENDING under ``executor_id``,
-        or (None) back on ``queue``. One conditional statement: False when the
-        row changed since it was read (claimed, dequeued, cancelled, ended)."""
+        or (None) back on ``queue``, recorded as of ``app_version`` (None: the
+        version it has). One conditional statement: False when the row changed
+        since it was read (claimed, dequeued, cancelled, ended)."""
         status = Status.ENQUEUED if executor_id is None else Status.PENDING
         now = now_ms()
         return bool(
@@ -171,6 +188,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                 old_executor_id=read.executor_id or "",
                 old_attempts=read.recovery_attempts,
                 old_updated_at=read.updated_at,
+                app_version=app_version or read.app_version,
             ).rowcount
         )
 
@@ -182,9 +200,11 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         executor_id: str | None,
         queue: str | None,
         copy_before: int,
+        app_version: str | None = None,
     ) -> bool:
         """A new workflow with ``row``'s function and inputs and its calls
-        before ``copy_before`` (0-based), in one transaction."""
+        before ``copy_before`` (0-based), in one transaction, recorded as of
+        ``app_version`` (None: this process's version, else ``row``'s)."""
         now = now_ms()
         with self.transaction() as conn:
             inserted = conn.execute(
@@ -205,6 +225,10 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                     deadline=None,
                     timeout_ms=row.timeout_ms,
                     not_before=None,
+                    app_version=app_version or self.app_version or row.app_version,
+                    partition_key=row.partition_key,
+                    debounce_key=None,
+                    debounce_until=None,
                 ),
             ).rowcount
             if inserted:
@@ -221,6 +245,8 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
                     self.q("copy_steps"),
                     dict(workflow_id=row.workflow_id, new_workflow_id=new_id, before=copy_before),
                 )
+                # the stream values those calls wrote: a replayed write skips its insert
+                self.copy_streams(conn, row.workflow_id, new_id, copy_before)
                 # the events those calls set: a replayed set_event skips its write
                 for (output,) in conn.execute(
                     self.q("copied_event_sets"),
@@ -259,7 +285,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
             "list_workflows",
             self.backend,
             terms,
-            {"statuses": len(filters.get("statuses") or ())},
+            {"statuses": _bound_statuses(params)},
             limit=limit is not None,
             offset=bool(offset),
         )
@@ -269,7 +295,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin):
         """How many workflows match (the filters of ``_workflow_filters``)."""
         terms, params = _workflow_filters(**filters)
         sql = render_filtered(
-            "count_workflows", self.backend, terms, {"statuses": len(filters.get("statuses") or ())}
+            "count_workflows", self.backend, terms, {"statuses": _bound_statuses(params)}
         )
         return int(self.execute(sql, params).scalar() or 0)
 
@@ -373,10 +399,20 @@ def _workflow_filters(
     until: int | None = None,
     parent_workflow_id: str | None = None,
     top_level: bool = False,
+    id_contains: str | None = None,
+    app_version: str | None = None,
+    partition_key: str | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """The FILTERS terms of list_workflows/count_workflows and their binds."""
     terms: list[str] = []
     params: dict[str, Any] = {}
+    if statuses and Status.DELAYED in statuses:
+        statuses = [s for s in statuses if s != Status.DELAYED]
+        if Status.ENQUEUED not in statuses:  # (ENQUEUED finds delayed ones too)
+            terms.append("statuses_or_delayed" if statuses else "delayed")
+            params["delayed_after"] = now_ms()
+            params.update({f"statuses{i}": s for i, s in enumerate(statuses)})
+            statuses = None
     if statuses:
         terms.append("statuses")
         params.update({f"statuses{i}": s for i, s in enumerate(statuses)})
@@ -399,4 +435,18 @@ def _workflow_filters(
         params["parent"] = parent_workflow_id
     if top_level:
         terms.append("top_level")
+    if partition_key is not None:
+        terms.append("partition")
+        params["partition_key"] = partition_key
+    if app_version is not None:
+        terms.append("app_version")
+        params["app_version"] = app_version
+    if id_contains:
+        terms.append("id_contains")
+        params["id_like"] = like_contains(id_contains)
     return terms, params
+
+
+def _bound_statuses(params: dict[str, Any]) -> int:
+    """How many ``statuses{i}`` binds ``_workflow_filters`` made."""
+    return sum(1 for k in params if k.startswith("statuses"))

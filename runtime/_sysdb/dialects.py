@@ -11,8 +11,9 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .._config import url_hosts
 from .driver import expand_lists, to_pyformat
 
 if TYPE_CHECKING:
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 # bounded, so hundreds of workflow threads never open hundreds of server
 # connections (Postgres allows 100 by default)
 LANE_CONNECTIONS = 16
+
+# SQLSTATE read_only_sql_transaction
+READ_ONLY_STATE = "25006"
+# set on an error that is the statement's own fault whatever its SQLSTATE
+# says (a write in a transaction declared read only): never an outage
+STATEMENT_FAULT = "_wf_statement_fault"
 
 ISOLATION_SQL = {
     "serializable": "SERIALIZABLE",
@@ -131,8 +138,10 @@ class PostgresDialect(Dialect):
     locks_database = False
     read_only_transactions = True
 
-    # connection exceptions; shutting down, cannot connect now; too many clients
-    _CONNECTION_STATES = frozenset(("57P01", "57P02", "57P03", "53300"))
+    # connection exceptions; shutting down, cannot connect now; too many
+    # clients; read-only (a standby, a demoted primary: wf waits for a
+    # writable node, see is_connection_error)
+    _CONNECTION_STATES = frozenset(("57P01", "57P02", "57P03", "53300", READ_ONLY_STATE))
     # serialization failure, deadlock detected
     _SERIALIZATION_STATES = frozenset(("40001", "40P01"))
     _LOCK_NOT_AVAILABLE = "55P03"
@@ -151,14 +160,16 @@ class PostgresDialect(Dialect):
         args: dict[str, Any] = {"connect_timeout": 10, "application_name": "wf"}
         if not prepared:  # psycopg's default prepares a statement at its 5th use
             args["prepare_threshold"] = None
-        return sa.create_engine(
-            url,
+        engine = sa.create_engine(
+            sqlalchemy_url(url),
             isolation_level="AUTOCOMMIT",
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=pre_ping,
             connect_args=args,
         )
+        sa.event.listen(engine, "handle_error", _drop_read_only_connection)
+        return engine
 
     @staticmethod
     def conninfo(url: str) -> str:
@@ -212,11 +223,22 @@ class PostgresDialect(Dialect):
                 pass  # a concurrent first launch created it (SQLSTATE 42P04 or 23505)
 
     def is_connection_error(self, e: BaseException) -> bool:
+        """Is the server unreachable, or not one wf can write on? A node
+        that answers read-only (SQLSTATE 25006: a hot standby, a demoted
+        primary, ``default_transaction_read_only``) is an outage to wait
+        out, not a statement's fault: wf's own writes and a read-write
+        transaction's fail there only because of the node. (A write inside a
+        transaction declared read only is the body's fault: engine.Database
+        marks those, see ``STATEMENT_FAULT``.)"""
+        if getattr(e, STATEMENT_FAULT, False):
+            return False
         state = getattr(e, "sqlstate", None)
         if state is None:  # raised by the client: no connection, it broke, or timed out
             return any(
                 c.__name__ in ("OperationalError", "InterfaceError") for c in type(e).__mro__
             )
+        if state == "0A000":  # feature not supported: a SERIALIZABLE BEGIN on a standby
+            return _ON_STANDBY.search(str(e)) is not None
         return state.startswith("08") or state in self._CONNECTION_STATES
 
     def is_serialization_failure(self, e: BaseException) -> bool:
@@ -227,6 +249,46 @@ class PostgresDialect(Dialect):
 
 
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
+_ON_STANDBY = re.compile(r"hot standby|during recovery")
+
+
+def _drop_read_only_connection(ctx: Any) -> None:
+    """A connection to a node that answers read-only goes, not back to the
+    pool: the next connect lets libpq pick a writable host again."""
+    if getattr(ctx.original_exception, "sqlstate", None) == READ_ONLY_STATE:
+        ctx.is_disconnect = True
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL as SQLAlchemy's parser takes it. A multi-host URL
+    (``postgresql+psycopg://u@h1:1,h2:2/db?...``, libpq's form) becomes
+    SQLAlchemy's documented ``postgresql+psycopg://u@/db?host=h1,h2&port=1,2&...``
+    (its parser reads one host and port only); psycopg gets the same hosts
+    and ports back as libpq's comma lists."""
+    hosts = url_hosts(url)
+    if len(hosts) < 2:
+        return url
+    scheme, _, after = url.partition("://")
+    authority, slash, tail = after.partition("/")
+    if not slash:  # no database: ``u@h1,h2?query``
+        authority, _, query = authority.partition("?")
+        tail = "?" + query if query else ""
+    userinfo = authority.rpartition("@")[0]
+    names, ports = [], []
+    for h in hosts:
+        parts = urlsplit("//" + h)
+        names.append(parts.hostname or "")  # IPv6 without its brackets, as libpq takes it
+        ports.append(str(parts.port) if parts.port else "")
+    path, _, query = tail.partition("?")
+    given = {"host": ",".join(names)}
+    if any(ports):
+        given["port"] = ",".join(ports)
+    extra = urlencode(given, safe=":,")
+    return f"{scheme}://{userinfo + '@' if userinfo else ''}/{path}?{extra}" + (
+        "&" + query if query else ""
+    )
+
+
 # wf's SQL in psycopg's style, per statement text (statements are few and fixed)
 _PYFORMAT: dict[str, str] = {}
 

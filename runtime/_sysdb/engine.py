@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._config import display_url
 from .._errors import DatabaseUnreachableError, WfError
-from .dialects import LANE_CONNECTIONS, Dialect, dialect_for, driver_error
+from .dialects import (
+    LANE_CONNECTIONS,
+    READ_ONLY_STATE,
+    STATEMENT_FAULT,
+    Dialect,
+    dialect_for,
+    driver_error,
+)
 from .dialects import is_integrity_error as is_integrity_error
 from .driver import Pool, RawConnection, Rows, count_connection_error
 from .driver import connection_errors_seen as connection_errors_seen
@@ -51,12 +58,24 @@ def _self_deadlock(url: str) -> WfError:
 def is_connection_error(e: BaseException) -> bool:
     """Is ``e`` the database being unreachable (worth retrying), rather than
     an error in the statement?"""
+    dialect, orig = driver_error(e)
+    if getattr(orig, STATEMENT_FAULT, False):
+        return False  # the statement's own fault (_mark_statement_fault)
     if getattr(e, "connection_invalidated", False) and "sqlalchemy" in sys.modules:
         return True  # SQLAlchemy's wrapper saw the connection die
-    dialect, orig = driver_error(e)
     if dialect is None:
         return isinstance(orig, ConnectionError)
     return dialect.is_connection_error(orig)
+
+
+def _mark_statement_fault(e: BaseException) -> None:
+    """In a transaction declared READ ONLY, a read-only refusal (25006) is
+    the body's write, not a read-only node (a standby runs read-only
+    transactions): mark it, so it fails the call instead of being waited out."""
+    _dialect, orig = driver_error(e)
+    if getattr(orig, "sqlstate", None) == READ_ONLY_STATE:
+        with contextlib.suppress(AttributeError):
+            setattr(orig, STATEMENT_FAULT, True)
 
 
 def is_database_error(e: BaseException) -> bool:
@@ -257,7 +276,9 @@ class Database:
             with conn:
                 try:
                     yield conn
-                except BaseException:
+                except BaseException as e:
+                    if read_only:
+                        _mark_statement_fault(e)
                     tx = conn.get_transaction()
                     if tx is not None and not tx.is_valid:
                         # a refused commit() left SQLAlchemy's view of it broken

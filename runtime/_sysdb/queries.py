@@ -22,7 +22,7 @@ WORKFLOW_COLUMNS = (
     "workflow_id, status, name, inputs, output, error, executor_id, queue, priority, dedup_id, "
     "parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at, updated_at, "
     "started_at, deadline, timeout_ms, not_before, slot_held, cancel_reason, forked_from, "
-    "forked_from_step, app_version"
+    "forked_from_step, app_version, partition_key, debounce_key, debounce_until"
 )
 STEP_COLUMNS = (
     "position, name, kind, output, error, child_workflow_id, started_at, ended_at, attempts, detail"
@@ -54,23 +54,28 @@ Q: dict[str, str] = {
     "insert_workflow": """
         INSERT INTO {s}workflows (workflow_id, status, name, inputs, executor_id, queue, priority,
             dedup_id, parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at,
-            updated_at, started_at, deadline, timeout_ms, not_before, slot_held)
+            updated_at, started_at, deadline, timeout_ms, not_before, slot_held, app_version,
+            partition_key, debounce_key, debounce_until)
         VALUES (:workflow_id, :status, :name, :inputs, :executor_id, :queue, :priority, :dedup_id,
             :parent_workflow_id, 0, :max_recovery_attempts, :now, :now, :started_at, :deadline,
-            :timeout_ms, :not_before, CASE WHEN :status = 'PENDING' THEN 1 ELSE 0 END)
+            :timeout_ms, :not_before, CASE WHEN :status = 'PENDING' THEN 1 ELSE 0 END, :app_version,
+            :partition_key, :debounce_key, :debounce_until)
         ON CONFLICT (workflow_id) DO NOTHING""",
     # a child: inserted only while its parent runs under the given executor,
     # so a child called after its parent was cancelled (or adopted) never runs
     "insert_child_workflow": """
         INSERT INTO {s}workflows (workflow_id, status, name, inputs, executor_id, queue, priority,
             dedup_id, parent_workflow_id, recovery_attempts, max_recovery_attempts, created_at,
-            updated_at, started_at, deadline, timeout_ms, not_before, slot_held)
+            updated_at, started_at, deadline, timeout_ms, not_before, slot_held, app_version,
+            partition_key, debounce_key, debounce_until)
         SELECT CAST(:workflow_id AS TEXT), CAST(:status AS TEXT), CAST(:name AS TEXT),
             CAST(:inputs AS TEXT), CAST(:executor_id AS TEXT), CAST(:queue AS TEXT),
             CAST(:priority AS INTEGER), CAST(:dedup_id AS TEXT), CAST(:parent_workflow_id AS TEXT),
             0, CAST(:max_recovery_attempts AS INTEGER), CAST(:now AS BIGINT), CAST(:now AS BIGINT),
             CAST(:started_at AS BIGINT), CAST(:deadline AS BIGINT), CAST(:timeout_ms AS BIGINT),
-            CAST(:not_before AS BIGINT), CASE WHEN CAST(:status AS TEXT) = 'PENDING' THEN 1 ELSE 0 END
+            CAST(:not_before AS BIGINT), CASE WHEN CAST(:status AS TEXT) = 'PENDING' THEN 1 ELSE 0 END,
+            CAST(:app_version AS TEXT), CAST(:partition_key AS TEXT), CAST(:debounce_key AS TEXT),
+            CAST(:debounce_until AS BIGINT)
         WHERE EXISTS (
             SELECT 1 FROM {s}workflows
             WHERE workflow_id = :parent_workflow_id AND status = 'PENDING'
@@ -123,10 +128,11 @@ Q: dict[str, str] = {
             SELECT workflow_id FROM {s}workflows
             WHERE status = 'PENDING' AND executor_id = :old_executor_id AND name IN :names
                 AND (queue IS NULL OR :include_queued = 1) AND updated_at < :before
+                {app_version_terms}
             LIMIT :n {skip_locked})
         UPDATE {s}workflows
         SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now,
-            slot_held = 1
+            slot_held = 1{app_version_stamp}
         WHERE workflow_id IN (SELECT workflow_id FROM batch)
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     # adopted rows past their recovery attempts (SPEC §4.6), in one statement
@@ -141,9 +147,9 @@ Q: dict[str, str] = {
         WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :before""",
     "claim_own": """
         UPDATE {s}workflows
-        SET recovery_attempts = recovery_attempts + 1, updated_at = :now, slot_held = 1
+        SET recovery_attempts = recovery_attempts + 1, updated_at = :now, slot_held = 1{app_version_stamp}
         WHERE status = 'PENDING' AND executor_id = :executor_id AND workflow_id IN :ids
-            AND name IN :names AND updated_at < :before
+            AND name IN :names AND updated_at < :before {app_version_terms}
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
     "cancel_workflow": """
         UPDATE {s}workflows SET status = 'CANCELLED', cancel_reason = :reason, updated_at = :now
@@ -168,7 +174,8 @@ Q: dict[str, str] = {
             slot_held = CASE WHEN :keep_slot = 1 THEN slot_held
                 WHEN :status = 'PENDING' THEN 1 ELSE 0 END,
             recovery_attempts = 0, error = NULL, output = NULL, deadline = NULL,
-            cancel_reason = NULL, started_at = :started_at, updated_at = :now, queue = :queue
+            cancel_reason = NULL, started_at = :started_at, updated_at = :now, queue = :queue,
+            app_version = :app_version
         WHERE workflow_id = :workflow_id AND status = :old_status AND status <> 'SUCCESS'
             AND COALESCE(executor_id, '') = :old_executor_id
             AND recovery_attempts = :old_attempts AND updated_at = :old_updated_at""",
@@ -228,7 +235,9 @@ Q: dict[str, str] = {
         ON CONFLICT (executor_id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
             started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
             queues = excluded.queues""",
-    "list_executors": "SELECT executor_id, host, pid, started_at, heartbeat_at, queues FROM {s}executors",
+    "list_executors": "SELECT executor_id, host, pid, started_at, heartbeat_at, queues, workflows FROM {s}executors",
+    # the workflows it has registered: written when that set changes, not every beat
+    "executor_workflows": "UPDATE {s}executors SET workflows = :workflows WHERE executor_id = :executor_id",
     "delete_executor": "DELETE FROM {s}executors WHERE executor_id = :executor_id",
     # -- logs -----------------------------------------------------------------------
     "insert_log": """
@@ -274,30 +283,33 @@ Q: dict[str, str] = {
                 AND status IN ('CANCELLED', 'ENQUEUED'))""",
     "queue_started_since": """
         SELECT COUNT(*) FROM {s}queue_starts WHERE queue = :queue AND started_at >= :since""",
-    "queue_record_start": "INSERT INTO {s}queue_starts (queue, started_at) VALUES (:queue, :now)",
+    "queue_record_start": """
+        INSERT INTO {s}queue_starts (queue, started_at, partition_key)
+        VALUES (:queue, :now, :partition_key)""",
     "queue_prune_starts": "DELETE FROM {s}queue_starts WHERE queue = :queue AND started_at < :since",
     "queue_candidates": """
         SELECT workflow_id FROM {s}workflows
         WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
-            AND name IN :names AND slot_held = 0
+            AND name IN :names AND slot_held = 0 {app_version_terms}
             {queue_index_terms}
         ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked}""",
     # the same, among given workflows only (resumed in a process that takes them itself)
     "queue_candidates_only": """
         SELECT workflow_id FROM {s}workflows
         WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
-            AND name IN :names AND slot_held = 0 AND workflow_id IN :ids
+            AND name IN :names AND slot_held = 0 AND workflow_id IN :ids {app_version_terms}
         ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked}""",
     # the deadline is set when the timeout starts (the first dequeue) and
     # never moves later: the earliest of that and a deadline inherited from a
     # parent (already in the row)
     "queue_take": """
         UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
-            updated_at = :now, slot_held = 1,
+            updated_at = :now, slot_held = 1{app_version_stamp},
             deadline = CASE WHEN timeout_ms IS NULL THEN deadline
                 WHEN deadline IS NULL OR deadline > :now + timeout_ms THEN :now + timeout_ms
                 ELSE deadline END
         WHERE workflow_id = :workflow_id AND status = 'ENQUEUED' AND slot_held = 0
+            AND (not_before IS NULL OR not_before <= :now)
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
             EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id)""",
     # a queue without global limits: the candidates taken in one statement
@@ -308,15 +320,16 @@ Q: dict[str, str] = {
         WITH batch AS (
             SELECT workflow_id FROM {s}workflows
             WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
-                AND name IN :names AND slot_held = 0
+                AND name IN :names AND slot_held = 0 {app_version_terms}
                 {queue_index_terms}
             ORDER BY priority, created_at, {seq} LIMIT :n {skip_locked})
         UPDATE {s}workflows SET status = 'PENDING', executor_id = :executor_id, started_at = :now,
-            updated_at = :now, slot_held = 1,
+            updated_at = :now, slot_held = 1{app_version_stamp},
             deadline = CASE WHEN timeout_ms IS NULL THEN deadline
                 WHEN deadline IS NULL OR deadline > :now + timeout_ms THEN :now + timeout_ms
                 ELSE deadline END
         WHERE workflow_id IN (SELECT workflow_id FROM batch) AND status = 'ENQUEUED' AND slot_held = 0
+            AND (not_before IS NULL OR not_before <= :now)
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
             EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id),
             priority, created_at, {seq}""",
@@ -335,6 +348,68 @@ Q: dict[str, str] = {
     "queue_slots_of": """
         SELECT workflow_id, updated_at FROM {s}workflows
         WHERE executor_id = :executor_id AND slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')""",
+    # -- debouncing and dedup that joins (enqueue's side) --------------------------------
+    # a debounced enqueue joins the workflow waiting for its key: its start
+    # moves to :until (never past the burst's debounce_until), its inputs
+    # become this call's. Conditional on its still waiting (a dequeue that
+    # took it first makes this change nothing: the caller inserts anew)
+    "debounce_extend": """
+        UPDATE {s}workflows SET inputs = :inputs, updated_at = :now,
+            not_before = CASE WHEN debounce_until IS NOT NULL AND debounce_until < :until
+                THEN debounce_until ELSE :until END
+        WHERE queue = :queue AND debounce_key = :key AND status = 'ENQUEUED' AND slot_held = 0
+            AND name = :name
+        RETURNING workflow_id""",
+    "debounce_waiting": """
+        SELECT name FROM {s}workflows
+        WHERE queue = :queue AND debounce_key = :key AND status = 'ENQUEUED'""",
+    "dedup_live": """
+        SELECT workflow_id FROM {s}workflows
+        WHERE queue = :queue AND dedup_id = :dedup_id AND status IN ('ENQUEUED', 'PENDING')""",
+    # -- partitions (a queue with partition limits) ---------------------------------------
+    # the oldest eligible workflows whose partition has room: per partition
+    # (ROW_NUMBER) no more than its free slots (partition_concurrency minus
+    # its running workflows) and its rate budget (partition_rate_limit
+    # minus its starts in the window); workflows without a partition count
+    # only against the queue's own limits
+    "queue_candidates_partitioned": """
+        WITH busy AS (
+            SELECT partition_key, COUNT(*) AS n FROM {s}workflows
+            WHERE queue = :queue AND partition_key IS NOT NULL
+                AND (status = 'PENDING' OR (slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')))
+            GROUP BY partition_key),
+        began AS (
+            SELECT partition_key, COUNT(*) AS n FROM {s}queue_starts
+            WHERE queue = :queue AND partition_key IS NOT NULL AND started_at >= :p_since
+            GROUP BY partition_key),
+        ranked AS (
+            SELECT workflow_id, partition_key, priority, created_at, {seq} AS seq_,
+                ROW_NUMBER() OVER (PARTITION BY partition_key
+                    ORDER BY priority, created_at, {seq}) AS rn
+            FROM {s}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NOT NULL
+                AND (not_before IS NULL OR not_before <= :now)
+                AND name IN :names AND slot_held = 0 {app_version_terms}),
+        unpartitioned AS (
+            SELECT workflow_id, partition_key, priority, created_at, {seq} AS seq_
+            FROM {s}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NULL
+                AND (not_before IS NULL OR not_before <= :now)
+                AND name IN :names AND slot_held = 0 {app_version_terms}
+                {queue_index_terms}
+            ORDER BY priority, created_at, {seq} LIMIT :n)
+        SELECT workflow_id, partition_key FROM (
+            SELECT r.workflow_id, r.partition_key, r.priority, r.created_at, r.seq_ FROM ranked r
+            LEFT JOIN busy b ON b.partition_key = r.partition_key
+            LEFT JOIN began g ON g.partition_key = r.partition_key
+            WHERE r.rn + COALESCE(b.n, 0) <= :p_concurrency AND r.rn + COALESCE(g.n, 0) <= :p_rate
+            UNION ALL
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM unpartitioned) c
+        ORDER BY priority, created_at, seq_ LIMIT :n""",
+    "partition_counts": """
+        SELECT queue, partition_key, status, COUNT(*) FROM {s}workflows
+        WHERE partition_key IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')
+        GROUP BY queue, partition_key, status""",
     "queue_names": "SELECT DISTINCT queue FROM {s}workflows WHERE status = 'ENQUEUED' AND queue IS NOT NULL",
     # -- schedules ---------------------------------------------------------------------
     # a worker's declared schedules: the cron as that code says it
@@ -352,14 +427,20 @@ Q: dict[str, str] = {
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """
         INSERT INTO {s}queues (name, concurrency, worker_concurrency, rate_limit_n, rate_limit_seconds,
-            priority, updated_at)
-        VALUES (:name, :concurrency, :worker_concurrency, :rate_limit_n, :rate_limit_seconds, :priority, :now)
+            priority, updated_at, partition_concurrency, partition_rate_limit_n,
+            partition_rate_limit_seconds)
+        VALUES (:name, :concurrency, :worker_concurrency, :rate_limit_n, :rate_limit_seconds, :priority,
+            :now, :partition_concurrency, :partition_rate_limit_n, :partition_rate_limit_seconds)
         ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
             worker_concurrency = excluded.worker_concurrency, rate_limit_n = excluded.rate_limit_n,
             rate_limit_seconds = excluded.rate_limit_seconds, priority = excluded.priority,
-            updated_at = excluded.updated_at""",
+            updated_at = excluded.updated_at,
+            partition_concurrency = excluded.partition_concurrency,
+            partition_rate_limit_n = excluded.partition_rate_limit_n,
+            partition_rate_limit_seconds = excluded.partition_rate_limit_seconds""",
     "list_queues": """
-        SELECT q.name, q.concurrency, q.worker_concurrency, q.rate_limit_n, q.rate_limit_seconds, q.priority
+        SELECT q.name, q.concurrency, q.worker_concurrency, q.rate_limit_n, q.rate_limit_seconds, q.priority,
+            q.partition_concurrency, q.partition_rate_limit_n, q.partition_rate_limit_seconds
         FROM {s}queues q ORDER BY q.name""",
     "queue_counts": """
         SELECT queue, status, COUNT(*) FROM {s}workflows
@@ -383,16 +464,24 @@ Q: dict[str, str] = {
 FILTERS: dict[str, dict[str, str]] = {
     "list_workflows": {
         "statuses": "status IN ({statuses})",
+        # DELAYED is shown, not stored: an ENQUEUED row whose delay has not passed
+        "delayed": "(status = 'ENQUEUED' AND not_before > :delayed_after)",
+        "statuses_or_delayed": "(status IN ({statuses}) OR (status = 'ENQUEUED' AND not_before > :delayed_after))",
+        "partition": "partition_key = :partition_key",
         "name": "name = :name",
         # a bare function name matches the qualname after the module's colon
         "function": "(name = :name OR name LIKE :name_suffix ESCAPE '\\')",
         "queue": "queue = :queue",
         "since": "created_at >= :since",
         "until": "created_at <= :until",
-        # keyset cursor (created_at, workflow_id)
-        "before": "(created_at < :b_at OR (created_at = :b_at AND workflow_id < :b_id))",
+        # keyset cursor (created_at, workflow_id); the bare `created_at <= :b_at` gives the
+        # planners an index bound (with only the OR, Postgres scanned from the newest row)
+        "before": "created_at <= :b_at AND (created_at < :b_at OR workflow_id < :b_id)",
         "parent": "parent_workflow_id = :parent",
+        "app_version": "app_version = :app_version",
         "top_level": "parent_workflow_id IS NULL",
+        # the dashboard's text search on IDs (SQLite's LIKE ignores ASCII case)
+        "id_contains": "workflow_id LIKE :id_like ESCAPE '\\'",
     },
     "get_logs": {
         "workflow_id": "workflow_id = :workflow_id",
@@ -411,6 +500,11 @@ PAGE = {
     (True, True): " LIMIT :limit OFFSET :offset",
     (False, True): "{offset_only}",
 }
+
+
+def like_contains(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching strings that contain ``text``."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def like_suffix(text: str) -> str:

@@ -57,6 +57,7 @@ class RecoveryMixin(BaseDatabase):
             n=n,
             include_queued=1 if include_queued else 0,
             before=before if before is not None else _NEVER,
+            app_version=self.app_version,
         )
 
     def mark_retries_exceeded_of(
@@ -88,6 +89,7 @@ class RecoveryMixin(BaseDatabase):
             ids=ids,
             names=names,
             before=before,
+            app_version=self.app_version,
         )
 
     def _claim(self, query: str, **params: Any) -> list[ClaimedRow]:
@@ -123,6 +125,14 @@ class RecoveryMixin(BaseDatabase):
             queues=None if queues is None else json.dumps(queues),
             now=now,
         )
+
+    def set_executor_workflows(self, executor_id: str, names: list[str]) -> bool:
+        """Record the workflows ``executor_id`` has registered (by recorded
+        name); False when its row is not there (not yet, or deleted)."""
+        result = self.run(
+            "executor_workflows", executor_id=executor_id, workflows=json.dumps(sorted(names))
+        )
+        return bool(result.rowcount)
 
     def list_executors(self) -> list[ExecutorRow]:
         return [ExecutorRow(*r) for r in self.run("list_executors")]

@@ -39,6 +39,9 @@ class WorkflowRow:
     forked_from: str | None = None
     forked_from_step: int | None = None  # 0-based: calls before it were copied
     app_version: str | None = None
+    partition_key: str | None = None  # its partition of its queue (limits per partition)
+    debounce_key: str | None = None  # enqueues with this key collapse into it while it waits
+    debounce_until: int | None = None  # the latest its debounced start may move to
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class ExecutorRow:
     started_at: int
     heartbeat_at: int
     queues: str | None = None  # JSON array of the queues it serves; None: every queue
+    workflows: str | None = None  # JSON array of the names it has registered; None: not said
 
 
 @dataclass(frozen=True)

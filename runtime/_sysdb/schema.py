@@ -319,6 +319,71 @@ MIGRATIONS: list[list[str]] = [
             RETURN NULL;
         END $$""",
     ],
+    # 5: which workflows each executor has registered (a JSON array of
+    # recorded names; NULL: not said, e.g. an executor of an older wf), so a
+    # tool can tell that work enqueued by name (wf.Client) has no live taker
+    [
+        "ALTER TABLE {s}executors ADD COLUMN workflows TEXT",
+    ],
+    # 6: queues per tenant and debouncing: a workflow's partition of its queue
+    # (limits per partition, queues.partition_*; starts counted per partition
+    # in queue_starts), and the debounce key that collapses a burst of
+    # enqueues into one ENQUEUED workflow (the unique index: one per key and
+    # queue while it waits) with the latest time its wait may reach. Both
+    # indexes are partial on columns NULL for other workflows: they cost the
+    # hot path nothing.
+    [
+        "ALTER TABLE {s}workflows ADD COLUMN partition_key TEXT",
+        "ALTER TABLE {s}workflows ADD COLUMN debounce_key TEXT",
+        "ALTER TABLE {s}workflows ADD COLUMN debounce_until BIGINT",
+        "CREATE INDEX wf_workflows_partition ON {s}workflows (queue, partition_key, status) WHERE partition_key IS NOT NULL",
+        "CREATE UNIQUE INDEX wf_workflows_debounce ON {s}workflows (queue, debounce_key) WHERE debounce_key IS NOT NULL AND status = 'ENQUEUED'",
+        "ALTER TABLE {s}queues ADD COLUMN partition_concurrency INTEGER",
+        "ALTER TABLE {s}queues ADD COLUMN partition_rate_limit_n INTEGER",
+        "ALTER TABLE {s}queues ADD COLUMN partition_rate_limit_seconds DOUBLE PRECISION",
+        "ALTER TABLE {s}queue_starts ADD COLUMN partition_key TEXT",
+    ],
+    # 7: streams (wf.write_stream / close_stream / read_stream): one row per
+    # value, at the position of the recorded call that wrote it (written in
+    # that call's transaction: exactly once), the close a row of its own.
+    # The rows go with their workflow (ON DELETE CASCADE: wf.delete/gc).
+    # Readers in other processes are woken like get_event's, only when one
+    # registered interest (migration 4's wake_wanted).
+    [
+        """CREATE TABLE {s}streams (
+            workflow_id TEXT NOT NULL REFERENCES {s}workflows (workflow_id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            value TEXT,
+            closed INTEGER NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (workflow_id, key, position)
+        )""",
+        PG_ONLY
+        + """CREATE FUNCTION {s}notify_stream() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            k TEXT := 's:' || md5(NEW.workflow_id || chr(31) || NEW.key);
+        BEGIN
+            IF {s}wake_wanted(k) THEN
+                PERFORM pg_notify('wf', k);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        PG_ONLY
+        + """CREATE TRIGGER wf_streams_notify AFTER INSERT ON {s}streams
+        FOR EACH ROW EXECUTE FUNCTION {s}notify_stream()""",
+    ],
+    # 8: schedules stored at run time (wf.create_schedule; source 'db'): the
+    # arguments each tick passes after (scheduled_at, started_at), as the
+    # workflow's inputs are stored ({"args": [...], "kwargs": {...}}; NULL for
+    # a code-declared schedule), the queue its ticks go on (NULL: started by
+    # the worker whose tick it is), and when it was created. Workers' cron
+    # loops poll the table; `paused` (migration 3) holds for both sources.
+    [
+        "ALTER TABLE {s}schedules ADD COLUMN inputs TEXT",
+        "ALTER TABLE {s}schedules ADD COLUMN queue TEXT",
+        "ALTER TABLE {s}schedules ADD COLUMN created_at BIGINT",
+    ],
 ]
 
 # Kept in the application database (the system database by default): written
@@ -343,7 +408,8 @@ def wake_key(kind: str, *parts: str) -> str:
     """The key that wakes waiters for ``parts``: ``kind:md5(parts joined by
     chr(31))``, exactly what the triggers above send (``w:``/``c:`` a workflow
     ended/cancelled, ``q:`` a queue has work, ``m:`` a message for
-    (destination, topic), ``e:`` an event (workflow, key) was set)."""
+    (destination, topic), ``e:`` an event (workflow, key) was set, ``s:`` a
+    stream (workflow, key) was written)."""
     return kind + ":" + hashlib.md5("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 

@@ -119,6 +119,8 @@ def _dequeue_loop(ex: Executor) -> None:
                         rate_limit=q.rate_limit if q else None,
                         release=release,
                         only=only,
+                        partition_concurrency=q.partition_concurrency if q else None,
+                        partition_rate_limit=q.partition_rate_limit if q else None,
                     )
                 except BaseException:
                     with lock:  # not released: try again with the next dequeue

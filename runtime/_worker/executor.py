@@ -22,10 +22,11 @@ from .._core.control import TIMED_OUT, cancel_tree
 from .._core.runs import run_background
 from .._core.wakeups import ensure_listener, notify_local
 from .._liveness import HOST, HOSTNAME
-from .._registry import WorkflowSpec, declared_queues
+from .._registry import WorkflowSpec, declared_queues, registered_names
 from .._sysdb import AppDatabase, StepRow, SystemDatabase, WorkflowRow, now_ms, wake_key
 from .cron import start_scheduler
 from .dequeue import start_workers
+from .gc import start_gc
 from .pool import ElasticPool
 from .recovery import RECOVERY_INTERVAL, Recovery
 
@@ -59,6 +60,8 @@ class Executor(Recovery):
         self.executor_id = fixed or f"{HOSTNAME}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         options = config.connection_options()
         self.sysdb = SystemDatabase(config.database_url, outage_timeout=None, **options)
+        self.app_version = config.app_version
+        self.sysdb.set_app_version(config.app_version)
         self.same_db = config.app_database_url == config.database_url
         self.appdb: SystemDatabase | AppDatabase = (
             self.sysdb
@@ -94,6 +97,7 @@ class Executor(Recovery):
         self._ended = threading.Condition()
         self.started_ms = now_ms()
         self.connected_since = time.time()
+        self._names_written: list[str] | None = None  # what _beat last recorded
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class Executor(Recovery):
         self._maintenance.start()
         start_workers(self)
         start_scheduler(self)
+        start_gc(self)  # retention: only a worker with WF_RETENTION set
         if self.recovery_enabled:
             # recover at launch, including workflows left under our own ID by
             # a previous process that had the same fixed WF_EXECUTOR_ID
@@ -198,6 +203,14 @@ class Executor(Recovery):
         self.sysdb.heartbeat(
             self.executor_id, HOST, os.getpid(), self.started_ms, queues=self.served_queues()
         )
+        # and which workflows it has registered, when that changed (modules
+        # imported later, e.g. by recovery, add names): `wf status` tells work
+        # enqueued by a name no live executor knows (wf.Client) from a backlog
+        names = sorted(registered_names())
+        if names != self._names_written and self.sysdb.set_executor_workflows(
+            self.executor_id, names
+        ):
+            self._names_written = names
 
     # -- running -----------------------------------------------------------------
 

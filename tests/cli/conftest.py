@@ -254,6 +254,11 @@ WORKFLOW_KEYS = {
     "forked_from",
     "forked_from_step",
     "child_count",
+    # issue 16
+    "priority",
+    "dedup_id",
+    "partition_key",
+    "delayed_until",
 }
 STEP_KEYS = {
     "position",

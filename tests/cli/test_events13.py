@@ -96,7 +96,10 @@ def test_schedule_list(wf_cli: Wf) -> None:
     weekly = docs["tests.cli.apps.h2_cron:weekly"]
     assert weekly["cron"] == "0 3 * * 1" and weekly["workflow_name"] == weekly["name"]
     assert weekly["next_tick"] is not None
-    assert set(weekly) == {"name", "workflow_name", "cron", "last_tick", "next_tick", "updated_at"}
+    assert set(weekly) == {"name", "workflow_name", "cron", "last_tick", "next_tick", "updated_at"} | {
+        "source", "paused", "args", "kwargs", "queue", "created_at"  # stored schedules (issue 16)
+    }  # fmt: skip
+    assert (weekly["source"], weekly["paused"], weekly["args"]) == ("code", False, [])
 
 
 def test_send_to_an_ended_workflow_warns_and_a_repeated_key_says_so(wf_cli: Wf) -> None:

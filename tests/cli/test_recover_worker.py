@@ -187,6 +187,9 @@ def test_queue_list(wf_cli: Wf) -> None:
         "worker_concurrency",
         "rate_limit",
         "priority",
+        "partition_concurrency",
+        "partition_rate_limit",
+        "busiest_partitions",
     }
     assert by_name["cli_q"]["concurrency"] == 2  # published by the code that declares it
     res = wf_cli("queue", "list").ok()

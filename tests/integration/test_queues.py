@@ -157,7 +157,7 @@ def test_dedup_id_already_enqueued_or_running_is_rejected(
 ) -> None:
     # enqueued (held back by a long delay): a second one with the same dedup_id is rejected
     first = app.PLAIN.enqueue(app.held, "d0", 0.01, workflow_id="dedup-0", dedup_id="d", delay=60)
-    assert first.status().status == wf.Status.ENQUEUED
+    assert first.status().status == wf.Status.DELAYED
     with pytest.raises(wf.QueueDedupError):
         app.PLAIN.enqueue(app.held, "d1", 0.01, workflow_id="dedup-1", dedup_id="d")
     assert issubclass(wf.QueueDedupError, wf.WfError)
@@ -188,8 +188,8 @@ def test_dedup_id_already_enqueued_or_running_is_rejected(
     statuses = {w.workflow_id: w.status for w in wf.list_workflows(limit=None)}
     assert statuses == {
         "dedup-0": wf.Status.CANCELLED,
-        "dedup-2": wf.Status.ENQUEUED,
-        "dedup-3": wf.Status.ENQUEUED,
+        "dedup-2": wf.Status.DELAYED,  # enqueued with a delay not passed yet
+        "dedup-3": wf.Status.DELAYED,
         "dedup-4": wf.Status.SUCCESS,
         "dedup-6": wf.Status.SUCCESS,
     }

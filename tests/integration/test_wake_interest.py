@@ -231,7 +231,7 @@ def test_migration_4_applies_on_a_version_3_database(
     old.dispose()
     monkeypatch.setattr(SystemDatabase, "migrations", wf_schema.MIGRATIONS)
     db = _migrated(pg_database)
-    assert db.schema_version() == wf_schema.LATEST_VERSION == 4
+    assert db.schema_version() == wf_schema.LATEST_VERSION
     assert _interest(pg_database) == []
     spy = _Spy(pg_database)
     registered: queue.Queue[str] = queue.Queue()
@@ -256,5 +256,5 @@ def test_migration_4_is_a_version_bump_on_sqlite(
     _migrated(sqlite_database).dispose()
     monkeypatch.setattr(SystemDatabase, "migrations", wf_schema.MIGRATIONS)
     db = _migrated(sqlite_database)
-    assert db.schema_version() == 4
+    assert db.schema_version() == wf_schema.LATEST_VERSION
     db.dispose()

@@ -132,6 +132,9 @@ class InMemorySystemDatabase:
         deadline: int | None = None,
         delay: float | None = None,
         now: int | None = None,
+        partition_key: str | None = None,
+        debounce_key: str | None = None,
+        debounce_until: int | None = None,
     ) -> bool:
         self.calls["insert_workflow"] += 1
         now = now or now_ms()
@@ -171,6 +174,9 @@ class InMemorySystemDatabase:
             timeout_ms=int(timeout * 1000) if timeout is not None else None,
             not_before=now + int(delay * 1000) if delay else None,
             slot_held=1 if status == Status.PENDING else 0,
+            partition_key=partition_key,
+            debounce_key=debounce_key,
+            debounce_until=debounce_until,
         )
         return True
 

@@ -12,7 +12,7 @@ import pytest
 import wf
 from wf._context import WorkflowContext
 from wf._core import begin_call, cancel_tree, check_live, replay, step_record, wake_key
-from wf._core.runs import _running
+from wf._core.runs import running
 from wf._core.wakeups import notify_everyone, notify_local
 from wf._errors import (
     NonDeterminismError,
@@ -73,7 +73,7 @@ def ctx(rt: FakeRuntime) -> Iterator[WorkflowContext]:
     """A fresh workflow's body frame, as the executor sets it up (owner
     thread, cancel watch armed, current workflow)."""
     c = context(rt)
-    with _running(c):
+    with running(c):
         yield c
 
 
@@ -94,7 +94,7 @@ def test_replay_returns_recorded_values_without_running_the_step(rt: FakeRuntime
 
     recorded = {0: recorded_step(0, "s", output={"k": [1, 2]}), 1: recorded_step(1, "s", output=7)}
     ctx = context(rt, recorded)
-    with _running(ctx):
+    with running(ctx):
         assert s(1) == {"k": [1, 2]}
         assert s(2) == 7
         assert s(3) == "fresh"  # past the recorded calls: runs, and is recorded
@@ -111,7 +111,7 @@ def test_replay_reraises_recorded_error_without_running(rt: FakeRuntime) -> None
         runs.append(1)
 
     ctx = context(rt, {0: recorded_step(0, "s", error=Boom("recorded"))})
-    with _running(ctx), pytest.raises(Boom, match="recorded"):
+    with running(ctx), pytest.raises(Boom, match="recorded"):
         s()
     assert runs == []
     assert rt.db.calls["record_step"] == 0
@@ -133,7 +133,7 @@ def test_replay_of_another_call_is_nondeterminism_naming_position(
 def test_positions_are_taken_in_call_order(rt: FakeRuntime) -> None:
     recs = {0: recorded_step(0, "a"), 1: recorded_step(1, "b")}
     ctx = context(rt, recs)
-    with _running(ctx):
+    with running(ctx):
         assert begin_call(rt, ctx, "a", "step") == (0, recs[0])
         assert begin_call(rt, ctx, "b", "step") == (1, recs[1])
         assert begin_call(rt, ctx, "c", "step") == (2, None)

@@ -20,7 +20,7 @@ from wf._core import (
     start_workflow,
     wait_outcome,
 )
-from wf._core.runs import _running
+from wf._core.runs import running
 from wf._errors import (
     AwaitTimeoutError,
     NonDeterminismError,
@@ -73,7 +73,7 @@ def parent_ctx(rt: FakeRuntime, recorded: dict[int, StepRow] | None = None) -> W
 @pytest.fixture
 def parent(rt: FakeRuntime) -> Iterator[WorkflowContext]:
     ctx = parent_ctx(rt)
-    with _running(ctx):
+    with running(ctx):
         yield ctx
 
 
@@ -129,7 +129,7 @@ def test_another_function_under_the_same_id_conflicts(rt: FakeRuntime) -> None:
 
 def test_replayed_child_returns_its_recorded_outcome(rt: FakeRuntime) -> None:
     ctx = parent_ctx(rt, {0: child_record(0, output=dumps(5))})
-    with _running(ctx):
+    with running(ctx):
         slot = reserve_child(rt, CHILD.name)
         assert slot is not None and slot.position == 0
         plan = begin_child(rt, slot, 5)
@@ -299,7 +299,7 @@ def test_started_child_is_submitted_and_recorded_as_a_handle(
     assert rec.output is None and rec.error is None
     # the parent's replay gets the same handle back, submitting nothing
     replay = parent_ctx(rt, {0: rec})
-    with _running(replay):
+    with running(replay):
         again = start_workflow(rt, CHILD, [(1, 2)], {}, slot=reserve_child(rt, CHILD.name))
     assert again == wid and len(rt.submitted) == 1
 

@@ -20,6 +20,19 @@ EXPECTED = {
     "list_logs", "list_queues", "get_workflow", "migrate", "schema_status",
     "count_workflows", "list_events", "list_executors", "list_schedules",
     "launch", "shutdown", "configure",
+    # clients without the workflow code
+    "Client", "AsyncClient",
+    # retention and moving workflows
+    "delete", "gc", "export_workflows", "import_workflows",
+    "WorkflowActiveError", "InvalidExportError",
+    # upgrading code under in-flight workflows
+    "patched", "deprecated_patch", "replay", "ReplayInfo",
+    # streams
+    "write_stream", "close_stream", "read_stream", "write_stream_async", "close_stream_async",
+    "read_stream_async", "StreamReader", "StreamEntry",
+    # schedules stored at run time
+    "create_schedule", "pause_schedule", "resume_schedule", "delete_schedule",
+    "trigger_schedule", "backfill_schedule",
     # records
     "WorkflowInfo", "StepInfo", "LogRecord", "QueueInfo", "SchemaStatus", "ErrorInfo", "Status",
     "EventInfo", "ExecutorInfo", "ScheduleInfo",
@@ -56,7 +69,7 @@ def test_signatures_from_spec() -> None:
     lw = inspect.signature(wf.list_workflows)
     assert list(lw.parameters) == [
         "status", "name", "queue", "since", "until", "limit", "offset",
-        "parent", "top_level", "child_counts",
+        "parent", "top_level", "child_counts", "app_version", "partition_key",
     ]  # fmt: skip
     assert lw.parameters["limit"].default == 20
     launch = inspect.signature(wf.launch)
@@ -77,6 +90,7 @@ def test_signatures_from_spec() -> None:
 def test_statuses() -> None:
     assert set(wf.Status.ALL) == {
         "ENQUEUED",
+        "DELAYED",  # shown, not stored: ENQUEUED with its delay not passed
         "PENDING",
         "SUCCESS",
         "ERROR",
