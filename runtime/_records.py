@@ -74,7 +74,7 @@ class StepInfo:
     workflow_id: str
     position: int  # from 1, as `wf steps` shows
     name: str
-    kind: str  # step, transaction, child, sleep, send, recv, event, get_event
+    kind: str  # step, transaction, child, sleep, send, recv, event, get_event, patch, stream
     output: Any
     error: ErrorInfo | None
     started_at: datetime | None
