@@ -20,6 +20,7 @@ from .._context import WorkflowContext
 from .._errors import NonDeterminismError, WfError, _ReplayEnd
 from .._records import Status
 from .._serialization import dumps, dumps_error, loads, loads_error_info
+from .recording import PATCH
 from .runs import running
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def dry_replay(db: SystemDatabase, spec: WorkflowSpec, row: WorkflowRow) -> DryR
         raise
     except Exception as e:
         exc = e
-    left = [s for s in steps if s.position >= ctx.next_position and s.kind != "patch"]
+    left = [s for s in steps if s.position >= ctx.next_position and s.kind != PATCH]
     if left:
         s = left[0]
         raise NonDeterminismError(
@@ -139,7 +140,7 @@ def dry_replay(db: SystemDatabase, spec: WorkflowSpec, row: WorkflowRow) -> DryR
 
 
 def _count(steps: list[Any]) -> int:
-    return sum(1 for s in steps if s.kind != "patch")
+    return sum(1 for s in steps if s.kind != PATCH)
 
 
 def _check_outcome(row: WorkflowRow, value: Any, exc: BaseException | None) -> None:
