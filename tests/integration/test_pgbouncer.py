@@ -509,6 +509,9 @@ def test_reconnect_kill_resume_and_restart_of_the_pooler_mid_workload(
             assert ran[(body, "end", tag)] == 1, (body, tag, procs.describe())
     assert counters(pooled.direct) == dict.fromkeys(ids, 1)
     assert all(w.poll() is None for w in workers), procs.describe()
-    assert not any(i.recovery_attempts for i in infos.values()), [
+    # a dequeue whose COMMIT committed but whose answer the KILL dropped is
+    # re-claimed by its own executor's orphan sweep: one recovery attempt
+    # (README, guarantee 7), its steps still ran once (above); never more
+    assert all(i.recovery_attempts <= 1 for i in infos.values()), [
         (i.workflow_id, i.recovery_attempts) for i in infos.values() if i.recovery_attempts
     ]
