@@ -98,8 +98,13 @@ class Recovery:
         result = Recovered()
         if self.stopping.is_set():
             return result
+        # in-flight rows first, heartbeats second: an executor writes its
+        # heartbeat row before it starts any workflow, so every owner seen
+        # here has its row in the second read (read the other way round, an
+        # executor that started in between would look gone, and be robbed)
+        inflight = self.sysdb.inflight_executors()
         executors = {r.executor_id: r for r in self.sysdb.list_executors()}
-        for eid in self.sysdb.inflight_executors():
+        for eid in inflight:
             if executor_id is not None and eid != executor_id:
                 continue
             if eid == self.executor_id:
@@ -148,7 +153,9 @@ class Recovery:
         # a dead executor's runs all have; ours have when nothing here runs them
         # (the dequeue loop frees its own at once; this catches runs started
         # elsewhere, e.g. by the orphan sweep)
-        for eid in self.sysdb.slot_executors():
+        holders = self.sysdb.slot_executors()
+        executors = {r.executor_id: r for r in self.sysdb.list_executors()}  # (as above)
+        for eid in holders:
             if eid == self.executor_id:
                 old = now_ms() - int(ORPHAN_AFTER * 1000)
                 ids = [
