@@ -44,3 +44,37 @@ def test_a_failed_connection_records_the_outage_time() -> None:
         assert db.last_outage >= before
     finally:
         db.dispose()
+
+
+def test_an_executor_starting_during_a_recovery_pass_is_not_robbed(
+    launched: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An executor writes its heartbeat, then starts workflows. If it does both
+    between a recovery pass's two reads (heartbeats, in-flight owners), the
+    pass must still see it alive: it reads the owners first."""
+    from wf._core import encode_inputs
+
+    from tests.apps.upgrades import flow  # any registered workflow will do
+
+    ex = _executor.get()
+    real = ex.sysdb.list_executors
+
+    def then_a_newcomer_starts() -> list[ExecutorRow]:
+        rows = real()
+        if ex.sysdb.get_workflow("newcomer-1") is None:
+            ex.sysdb.heartbeat("newcomer", "another-host", 1)
+            ex.sysdb.insert_workflow(
+                workflow_id="newcomer-1",
+                status="PENDING",
+                name=flow.wf_spec.name,
+                inputs=encode_inputs([1], {}),
+                executor_id="newcomer",
+            )
+        return rows
+
+    monkeypatch.setattr(ex.sysdb, "list_executors", then_a_newcomer_starts)
+    ex.recover()
+    monkeypatch.setattr(ex.sysdb, "list_executors", real)
+    ex.recover()  # and a pass that sees it from the start leaves it too
+    info = ex.sysdb.get_workflow("newcomer-1")
+    assert info is not None and (info.status, info.executor_id) == ("PENDING", "newcomer")
