@@ -503,11 +503,15 @@ def test_reconnect_kill_resume_and_restart_of_the_pooler_mid_workload(
     progressed(ended() + 10)
     infos = _wait_done(ids, procs, timeout=240)
     _assert_all_success(infos, procs)
+    # each transaction committed once; its body may have run to its end in
+    # an attempt whose COMMIT the pooler's KILL or restart dropped (rolled
+    # back, so retried): a transaction's guarantee is the counter, not the marker
+    assert counters(pooled.direct) == dict.fromkeys(ids, 1)
     ran = _ran(markers)
     for tag in ids:
-        for body in ("first", "bump", "hold", "second"):
+        for body in ("first", "hold", "second"):
             assert ran[(body, "end", tag)] == 1, (body, tag, procs.describe())
-    assert counters(pooled.direct) == dict.fromkeys(ids, 1)
+        assert ran[("bump", "end", tag)] >= 1, (tag, procs.describe())
     assert all(w.poll() is None for w in workers), procs.describe()
     # a dequeue whose COMMIT committed but whose answer the KILL dropped is
     # re-claimed by its own executor's orphan sweep: one recovery attempt
