@@ -16,6 +16,7 @@ from .._records import Status
 from . import schema
 from .base import BaseDatabase
 from .engine import connection_errors_seen, is_integrity_error
+from .group_commit import GroupCommit
 from .messaging import MessagingMixin
 from .queries import like_contains, like_suffix, render_filtered
 from .queueing import QueueingMixin
@@ -27,6 +28,14 @@ from .streams import StreamsMixin
 
 class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin, SchedulesMixin):
     migrations = schema.MIGRATIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # concurrent threads' step records, one statement when they meet
+        # (group_commit.py); None where commits have nothing to share
+        self.step_group: GroupCommit[dict[str, Any]] | None = (
+            GroupCommit(self._record_one, self._record_many) if self.backend.group_commits else None
+        )
 
     # -- workflows ---------------------------------------------------------------
 
@@ -341,10 +350,25 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
             attempts=attempts,
             detail=detail,
         )
-        query = "record_step_cancelled" if cancelled else "record_step"
         if conn is not None:
+            query = "record_step_cancelled" if cancelled else "record_step"
             return bool(self.on(conn, self.q(query), params).rowcount)
-        return bool(self.run(query, **params).rowcount)
+        if cancelled:
+            return bool(self.run("record_step_cancelled", **params).rowcount)
+        if self.step_group is not None:
+            return self.step_group.submit(params)
+        return self._record_one(params)
+
+    def _record_one(self, params: dict[str, Any]) -> bool:
+        return bool(self.run("record_step", **params).rowcount)
+
+    def _record_many(self, batch: list[dict[str, Any]]) -> list[bool]:
+        """Several threads' step records in one statement (Postgres); rows
+        in workflow-ID order, so two batches lock shared rows alike."""
+        rows = sorted(batch, key=lambda p: (p["workflow_id"], p["position"]))
+        arrays = {key: [p[key] for p in rows] for key in rows[0]}
+        written = {(r[0], r[1]) for r in self.execute_arrays(self.q("record_steps"), arrays)}
+        return [(p["workflow_id"], p["position"]) in written for p in batch]
 
     def get_steps(self, workflow_id: str) -> list[StepRow]:
         return [StepRow(*r) for r in self.run("get_steps", workflow_id=workflow_id)]

@@ -54,6 +54,11 @@ class Dialect:
     # how many writers gain from running at once (more only queue): SQLite's
     # take turns at one lock; Postgres's as many as a Pool's connections
     useful_writers: ClassVar[int]
+    # are concurrent threads' step records written by one statement
+    # (group_commit.py)? Postgres: a commit is a WAL flush and a round trip
+    # whatever it carries. SQLite's commits take turns at one lock and cost
+    # no flush (synchronous=NORMAL): nothing to share.
+    group_commits: ClassVar[bool]
     # does a read-only @wf.transaction run READ ONLY (so the call's record is
     # written after it, not in it)? SQLite ignores the option.
     read_only_transactions: ClassVar[bool]
@@ -132,6 +137,7 @@ class PostgresDialect(Dialect):
         "seq_index": ", seq",
     }
     listens = True
+    group_commits = True
     useful_writers = LANE_CONNECTIONS
     ddl_kwargs: ClassVar[dict[str, Any]] = {"prepare": False}
     advisory_locks = True
@@ -332,6 +338,7 @@ class SqliteDialect(Dialect):
         "seq_index": "",
     }
     listens = False
+    group_commits = False
     useful_writers = 4
     advisory_locks = False
     locks_database = True

@@ -26,7 +26,7 @@ from .dialects import (
     driver_error,
 )
 from .dialects import is_integrity_error as is_integrity_error
-from .driver import Pool, RawConnection, Rows, count_connection_error
+from .driver import Pool, RawConnection, Rows, count_connection_error, to_pyformat
 from .driver import connection_errors_seen as connection_errors_seen
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ class Database:
         self._engine: Engine | None = None
         self._texts: dict[str, sa.TextClause] = {}
         self._rendered: dict[str, str] = {}  # named statement -> SQL (base.BaseDatabase.q)
+        self._array_sql: dict[str, str] = {}  # execute_arrays' SQL -> the driver's
         backend = self.backend
 
         def connect() -> Any:
@@ -233,6 +234,15 @@ class Database:
         text, args = self.backend.style(sql, params or {})
         lane = self.lane
         return self.retrying(lambda: lane.run(text, args))
+
+    def execute_arrays(self, sql: str, params: dict[str, list[Any]]) -> Rows:
+        """One statement whose list parameters are bound whole, as arrays
+        (Postgres), autocommitted on the lane; no outage retries: its caller
+        (group_commit.py) redoes each write alone after any error."""
+        text = self._array_sql.get(sql)
+        if text is None:
+            text = self._array_sql[sql] = to_pyformat(sql)
+        return self.lane.run(text, params)
 
     @contextlib.contextmanager
     def transaction(

@@ -44,6 +44,32 @@ _RECORD_STEP_WHILE = """
             {for_share})
         ON CONFLICT (workflow_id, position) DO NOTHING"""
 
+# Many calls' records in one statement (Postgres, group_commit.py): each
+# row written only while its workflow runs under its executor, as
+# _RECORD_STEP_WHILE; NOWAIT, because a batch holding some rows' locks must
+# never wait for another's (a cancel or claim of several rows could then
+# deadlock with it): a refused batch is redone row by row by its callers.
+# RETURNING names the rows written; the rest were refused.
+_RECORD_STEPS_WHILE = """
+        INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
+            started_at, ended_at, attempts, detail)
+        SELECT v.workflow_id, v.position, v.name, v.kind, v.output, v.error, v.child_workflow_id,
+            v.started_at, v.ended_at, v.attempts, v.detail
+        FROM unnest(CAST(:workflow_id AS TEXT[]), CAST(:position AS INTEGER[]),
+            CAST(:name AS TEXT[]), CAST(:kind AS TEXT[]), CAST(:output AS TEXT[]),
+            CAST(:error AS TEXT[]), CAST(:child_workflow_id AS TEXT[]),
+            CAST(:started_at AS BIGINT[]), CAST(:ended_at AS BIGINT[]),
+            CAST(:attempts AS INTEGER[]), CAST(:detail AS TEXT[]), CAST(:executor_id AS TEXT[]))
+            AS v(workflow_id, position, name, kind, output, error, child_workflow_id, started_at,
+                ended_at, attempts, detail, executor_id)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows w
+            WHERE w.workflow_id = v.workflow_id AND w.status = '%s'
+                AND w.executor_id = v.executor_id
+            FOR SHARE NOWAIT)
+        ON CONFLICT (workflow_id, position) DO NOTHING
+        RETURNING workflow_id, position"""
+
 Q: dict[str, str] = {
     # -- schema ---------------------------------------------------------------
     "create_version_table": "CREATE TABLE IF NOT EXISTS {s}{version_table} (version INTEGER NOT NULL)",
@@ -197,6 +223,7 @@ Q: dict[str, str] = {
     # a call that completed while its workflow was being cancelled: kept, so a
     # resume replays it instead of running it again
     "record_step_cancelled": _RECORD_STEP_WHILE % "CANCELLED",
+    "record_steps": _RECORD_STEPS_WHILE % "PENDING",
     # the set_event calls copied into a restarted workflow, in call order
     "copied_event_sets": """
         SELECT output FROM {s}steps

@@ -1,0 +1,143 @@
+"""GroupCommit (runtime/_sysdb/group_commit.py) without a database: writes
+that meet while every flush slot is busy go out as one batch, each gets its
+own answer, and a failed batch is redone write by write so each error
+reaches only its own caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from wf._sysdb.group_commit import GroupCommit
+
+
+class Store:
+    """A write_one/write_many pair over a set; ``hold`` keeps the first
+    write waiting until ``queued`` writes are queued behind it."""
+
+    def __init__(self, queued: int = 0, bad: set[int] | None = None) -> None:
+        self.rows: list[int] = []
+        self.batches: list[list[int]] = []
+        self.singles: list[int] = []
+        self.bad = bad or set()
+        self.queued = queued
+        self.group: GroupCommit[int] = GroupCommit(self.one, self.many, max_in_flight=1)
+        self._first = True
+        self._lock = threading.Lock()
+
+    def _hold(self) -> None:
+        with self._lock:
+            first, self._first = self._first, False
+        if first:
+            deadline = time.monotonic() + 10
+            while len(self.group._queue) < self.queued:
+                assert time.monotonic() < deadline, "writers never queued"
+                time.sleep(0.001)
+
+    def one(self, item: int) -> bool:
+        self._hold()
+        if item in self.bad:
+            raise ValueError(f"bad {item}")
+        with self._lock:
+            self.singles.append(item)
+            if item in self.rows:
+                return False
+            self.rows.append(item)
+            return True
+
+    def many(self, items: list[int]) -> list[bool]:
+        self._hold()
+        if self.bad & set(items):
+            raise ValueError("a bad item in the batch")
+        with self._lock:
+            self.batches.append(list(items))
+            out = [i not in self.rows for i in items]
+            self.rows.extend(i for i in items if i not in self.rows)
+            return out
+
+
+def _in_threads(items: list[int], submit: Callable[[int], bool]) -> dict[int, object]:
+    out: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        try:
+            out[i] = submit(i)
+        except Exception as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
+    return out
+
+
+def test_a_lone_write_goes_alone() -> None:
+    s = Store()
+    assert s.group.submit(1) is True
+    assert s.group.submit(1) is False  # its own statement's answer
+    assert s.singles == [1, 1] and s.batches == []
+
+
+def test_writes_queued_behind_a_busy_slot_go_out_as_one_batch() -> None:
+    s = Store(queued=7)
+    out = _in_threads(list(range(8)), s.group.submit)
+    assert out == dict.fromkeys(range(8), True)
+    assert sorted(s.rows) == list(range(8))
+    assert len(s.singles) == 1 and len(s.batches) == 1 and len(s.batches[0]) == 7
+    assert s.group.batches == 1 and s.group.batched == 7
+    assert s.group._flying == 0 and s.group._queue == []
+
+
+def test_each_write_in_a_batch_gets_its_own_answer() -> None:
+    s = Store(queued=5)
+    s.rows.extend([2, 4])  # already written: refused
+    out = _in_threads(list(range(6)), s.group.submit)
+    assert out == {0: True, 1: True, 2: False, 3: True, 4: False, 5: True}
+
+
+def test_a_failed_batch_is_redone_write_by_write_and_only_the_bad_one_fails() -> None:
+    s = Store(queued=5, bad={3})
+    out = _in_threads(list(range(6)), s.group.submit)
+    assert isinstance(out.pop(3), ValueError)
+    assert out == dict.fromkeys([0, 1, 2, 4, 5], True)
+    assert sorted(s.rows) == [0, 1, 2, 4, 5] and s.batches == []
+    assert s.group._flying == 0
+
+
+def test_the_first_writers_error_is_its_own_and_the_slot_is_passed_on() -> None:
+    s = Store(queued=3, bad={0})
+    s._first = True
+    out: dict[int, object] = {}
+
+    def first() -> None:
+        try:
+            out[0] = s.group.submit(0)
+        except Exception as e:
+            out[0] = e
+
+    t = threading.Thread(target=first)
+    t.start()
+    while s.group._flying == 0:
+        time.sleep(0.001)
+    rest = _in_threads([1, 2, 3], s.group.submit)
+    t.join(10)
+    assert isinstance(out[0], ValueError)
+    assert rest == dict.fromkeys([1, 2, 3], True)
+    assert s.batches == [[1, 2, 3]] or sorted(s.batches[0]) == [1, 2, 3]
+    assert s.group._flying == 0
+
+
+@pytest.mark.parametrize("writers", [2, 16, 64])
+def test_many_writers_every_write_once(writers: int) -> None:
+    s = Store()
+    s._first = False
+    s.group = GroupCommit(s.one, s.many, max_in_flight=2)
+    out = _in_threads(list(range(writers)), s.group.submit)
+    assert out == dict.fromkeys(range(writers), True)
+    assert sorted(s.rows) == list(range(writers))
+    assert s.group._flying == 0 and s.group._queue == []
