@@ -27,13 +27,14 @@ T = TypeVar("T")
 
 
 class _Write(Generic[T]):
-    __slots__ = ("item", "done", "written", "lead", "alone")
+    __slots__ = ("item", "done", "written", "batch", "alone")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.done = threading.Event()
         self.written = False
-        self.lead = False  # woken to write the queue itself
+        # handed to this write, the first of them, to write (with a flush slot)
+        self.batch: list[_Write[T]] | None = None
         self.alone = False  # its batch failed: write it alone
 
 
@@ -52,7 +53,7 @@ class GroupCommit(Generic[T]):
         self._max = max_in_flight
         self._lock = threading.Lock()
         self._queue: list[_Write[T]] = []
-        self._flying = 0
+        self._flying = 0  # flush slots held: writing, or handed on with a batch
         # batches written, and writes they carried (bench/tests read them)
         self.batches = 0
         self.batched = 0
@@ -62,27 +63,20 @@ class GroupCommit(Generic[T]):
         with self._lock:
             if self._flying < self._max:
                 self._flying += 1
-                batch: list[_Write[T]] | None = [me]
+                me.batch = [me]
             else:
                 self._queue.append(me)
-                batch = None
-        if batch is None:
+        if me.batch is None:
             me.done.wait()
-            if me.lead:
-                with self._lock:
-                    batch, self._queue = self._queue, []
-            elif me.alone:
-                return self._write_one(item)
-            else:
-                return me.written
-        self._flush(batch)
+        if me.batch is not None:  # ours to write: alone, or handed the queue
+            self._flush(me.batch)
         if me.alone:
             return self._write_one(item)
         return me.written
 
     def _flush(self, batch: list[_Write[T]]) -> None:
         """Write ``batch`` (holding one flush slot), answer its writes, and
-        pass the slot on to the queue's first write, or give it back."""
+        hand the slot on with the queue, or give it back."""
         try:
             if len(batch) == 1:
                 # alone: its own statement, its errors its own
@@ -104,11 +98,12 @@ class GroupCommit(Generic[T]):
                 w.done.set()
 
     def _hand_on(self) -> None:
+        """The slot goes with the whole queue, taken here under the lock, to
+        its first write (so no two slots are ever handed the same writes)."""
         with self._lock:
-            if self._queue:
-                first = self._queue[0]
-                first.lead = True
-            else:
+            queued, self._queue = self._queue, []
+            if not queued:
                 self._flying -= 1
                 return
-        first.done.set()
+            queued[0].batch = queued
+        queued[0].done.set()

@@ -141,3 +141,45 @@ def test_many_writers_every_write_once(writers: int) -> None:
     assert out == dict.fromkeys(range(writers), True)
     assert sorted(s.rows) == list(range(writers))
     assert s.group._flying == 0 and s.group._queue == []
+
+
+def test_two_slots_ending_together_never_hand_on_the_same_queue() -> None:
+    """Two flushes end at once with writes queued: the queue goes to one of
+    them, the other slot is given back (a slot handed on twice for one queue
+    leaked, and with every slot leaked no write was ever written again)."""
+    for _ in range(100):
+        _two_slots_end_together()
+
+
+def _two_slots_end_together() -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def one(item: int) -> bool:
+        if item < 2:  # the two writes holding the slots
+            started.release()
+            release.wait(10)
+        return True
+
+    group: GroupCommit[int] = GroupCommit(one, lambda items: [True] * len(items), max_in_flight=2)
+    out: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        out[i] = group.submit(i)
+
+    holders = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in holders:
+        t.start()
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)
+    queued = [threading.Thread(target=run, args=(i,)) for i in (2, 3, 4)]
+    for t in queued:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._queue) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.0005)
+    release.set()
+    for t in holders + queued:
+        t.join(10)
+    assert out == dict.fromkeys(range(5), True)
+    assert group._flying == 0 and group._queue == []
