@@ -67,7 +67,11 @@ class GroupCommit(Generic[T]):
             else:
                 self._queue.append(me)
         if me.batch is None:
-            me.done.wait()
+            try:
+                me.done.wait()
+            except BaseException:  # an interrupt (the main thread's Ctrl-C)
+                self._abandon(me)
+                raise
         if me.batch is not None:  # ours to write: alone, or handed the queue
             self._flush(me.batch)
         if me.alone:
@@ -84,9 +88,11 @@ class GroupCommit(Generic[T]):
             else:
                 try:
                     answers = self._write_many([w.item for w in batch])
-                except Exception:
+                except BaseException as e:
                     for w in batch:
                         w.alone = True
+                    if not isinstance(e, Exception):
+                        raise  # the writer's interrupt; the others write alone
                 else:
                     for w, ok in zip(batch, answers, strict=True):
                         w.written = ok
@@ -107,3 +113,22 @@ class GroupCommit(Generic[T]):
                 return
             queued[0].batch = queued
         queued[0].done.set()
+
+    def _abandon(self, me: _Write[T]) -> None:
+        """An interrupted wait: out of the queue, or, when the queue had
+        been handed to it already, that batch (less it) and its slot go on
+        to the next of its writes; a write in another's batch stays there."""
+        with self._lock:
+            if me in self._queue:
+                self._queue.remove(me)
+                return
+            if me.batch is None:
+                return
+            rest = [w for w in me.batch if w is not me]
+            me.batch = None
+            if rest:
+                rest[0].batch = rest
+        if rest:
+            rest[0].done.set()
+        else:
+            self._hand_on()

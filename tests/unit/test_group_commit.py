@@ -183,3 +183,51 @@ def _two_slots_end_together() -> None:
         t.join(10)
     assert out == dict.fromkeys(range(5), True)
     assert group._flying == 0 and group._queue == []
+
+
+def test_an_interrupted_batch_writer_leaves_the_others_to_write_alone() -> None:
+    s = Store(queued=3)
+
+    def interrupted(items: list[int]) -> list[bool]:
+        raise KeyboardInterrupt
+
+    s.group._write_many = interrupted
+
+    def submit(i: int) -> bool:
+        try:
+            return s.group.submit(i)
+        except KeyboardInterrupt:
+            return False  # the interrupted writer (threads cannot raise it here)
+
+    out = _in_threads(list(range(4)), submit)
+    assert list(out.values()).count(False) == 1, out  # the batch's writer
+    leader = next(i for i, v in out.items() if v is False)
+    assert sorted(s.rows) == sorted(set(range(4)) - {leader}), (s.rows, leader)
+    assert s.group._flying == 0 and s.group._queue == []
+
+
+def test_an_interrupted_wait_passes_on_what_it_was_handed() -> None:
+    from wf._sysdb.group_commit import _Write
+
+    group: GroupCommit[int] = GroupCommit(lambda i: True, lambda items: [True] * len(items), 1)
+    # queued: it just leaves the queue
+    a, b = _Write(1), _Write(2)
+    group._flying, group._queue = 1, [a, b]
+    group._abandon(a)
+    assert group._queue == [b] and group._flying == 1
+    # handed the queue: the rest of it, and the slot, go to the next write
+    c, d = _Write(3), _Write(4)
+    group._queue = []
+    c.batch = [c, d]
+    group._abandon(c)
+    assert d.batch == [d] and d.done.is_set() and group._flying == 1
+    # handed only itself: the slot goes on with the queue (b), else back
+    e = _Write(5)
+    e.batch = [e]
+    group._queue = [b]
+    group._abandon(e)
+    assert b.batch == [b] and b.done.is_set() and group._flying == 1
+    f = _Write(6)
+    f.batch = [f]
+    group._abandon(f)
+    assert group._flying == 0
