@@ -81,6 +81,9 @@ class DryRuntime:
     def notify_ended(self) -> None:
         pass
 
+    def runs_here(self, workflow_id: str) -> bool:
+        return False
+
     def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
         raise _ReplayEnd(-1, "start", "child")
 

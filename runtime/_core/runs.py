@@ -84,6 +84,9 @@ def wait_outcome(
     waiting = ex.waiting() if ex is not None else contextlib.nullcontext()
     with waiting, Waiter(wake_key("w", workflow_id)) as waiter:
         while True:
+            # a run here announces its end in-process (finish, or a lost
+            # ownership in run_background): no need to ask the database to
+            waiter.local = ex is not None and ex.runs_here(workflow_id)
             waiter.arm()
             out = sysdb.get_outcome(workflow_id)
             if out is None:
@@ -239,6 +242,8 @@ def run_background(
         return run_body(ex, spec, ctx, args, kwargs).written
     except _OwnershipLost:
         log.info("%s is no longer ours; stopped", ctx.workflow_id)
+        # a local waiter stops relying on this run to wake it
+        notify_local(wake_key("w", ctx.workflow_id))
     except Exception:
         log.exception("wf: internal error running %s", ctx.workflow_id)
     return False

@@ -34,6 +34,11 @@ class Runtime(Protocol):
         """A workflow run here has ended."""
         ...
 
+    def runs_here(self, workflow_id: str) -> bool:
+        """Is this process running that workflow now (so its end will be
+        announced in-process)?"""
+        ...
+
     def submit(
         self,
         spec: WorkflowSpec,

@@ -79,11 +79,15 @@ class Waiter:
     between is not lost. Close it when done (or use it as a context manager)
     so its key is forgotten (and given up in the database)."""
 
-    __slots__ = ("key", "version", "_entry", "_since", "_remote")
+    __slots__ = ("key", "version", "local", "_entry", "_since", "_remote")
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.version = (0, 0)
+        # what it waits for happens in this process, which wakes it: no
+        # registration with the database (a finish nobody elsewhere waits
+        # for then commits without notifying)
+        self.local = False
         self._entry: list[int] | None = None
         self._since: float | None = None  # the first wait()
         self._remote = False  # counted in the entry's registrations
@@ -111,7 +115,7 @@ class Waiter:
     def wait(self, timeout: float) -> None:
         if self._entry is None:
             self.arm()
-        if not self._remote and _listeners and not self.key.startswith("c:"):
+        if not (self._remote or self.local) and _listeners and not self.key.startswith("c:"):
             now = time.monotonic()
             if self._since is None:
                 self._since = now
@@ -181,6 +185,10 @@ _listeners_lock = threading.Lock()
 
 def _relay(payload: str) -> None:
     notify_local(payload)
+    if payload[:2] == "c:":
+        # cancelled: its waiters here re-check too (a waiter on a run of this
+        # process registers nothing, Waiter.local, so no "w:" came for it)
+        notify_local("w:" + payload[2:])
     if payload[:2] in ("q:", "w:"):  # new work, or a freed slot
         wake_dequeuers()
 

@@ -315,6 +315,9 @@ class Executor(Recovery):
                     with self._running_lock:
                         self._parked -= 1
 
+    def runs_here(self, workflow_id: str) -> bool:
+        return self._runs_here(workflow_id)
+
     def _runs_here(self, workflow_id: str) -> bool:
         with self._running_lock:
             fut = self._running.get(workflow_id)

@@ -169,7 +169,7 @@ def test_a_waiter_in_another_process_registers_is_notified_and_leaves_no_rows(
 def test_interest_rows_do_not_accumulate(launched: str) -> None:
     @wf.workflow()
     def slowish(i: int) -> int:
-        time.sleep(0.05)  # longer than a waiter's grace: result() registers
+        time.sleep(0.05)  # longer than a waiter's grace
         return i
 
     for _ in range(3):
@@ -179,6 +179,75 @@ def test_interest_rows_do_not_accumulate(launched: str) -> None:
     assert wakeups.tracked_keys() == 0
     if launched.startswith("postgresql"):
         wait_for(lambda: not _interest(launched), what="the interest rows to go")
+
+
+def test_a_wait_on_a_run_of_this_process_registers_nothing(launched: str) -> None:
+    """result() of a workflow this process runs is woken in-process when it
+    ends, so it registers no interest (and the finish notifies nobody), also
+    when it waits far past the grace."""
+    gate = threading.Event()
+
+    @wf.workflow()
+    def held(i: int) -> int:
+        gate.wait(30)
+        return i
+
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.append(wakeups.registered_keys())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        handles = [wf.start(held, i) for i in range(4)]
+        threading.Timer(0.5, gate.set).start()  # result() waits 50 graces
+        assert [h.result(timeout=30) for h in handles] == list(range(4))
+    finally:
+        stop.set()
+        sampler.join(5)
+    assert seen and max(seen) == 0, max(seen)
+    if launched.startswith("postgresql"):
+        assert _interest(launched) == []
+
+
+_CANCEL = """
+import sys, wf
+wf.configure(database_url=sys.argv[1])
+wf.cancel(sys.argv[2])
+"""
+
+
+def test_a_local_waiter_sees_a_cancel_from_another_process(launched: str) -> None:
+    """The run is here but the cancel is not: the waiter still ends with it
+    (on Postgres woken by the cancel's notification, on SQLite by its
+    re-check), before the run reaches its next call."""
+    gate = threading.Event()
+
+    @wf.step()
+    def long_step() -> str:
+        gate.wait(30)
+        return "done"
+
+    @wf.workflow()
+    def cancellable() -> str:
+        return long_step()
+
+    with wf.set_workflow_id("cancel-me"):
+        handle = wf.start(cancellable)
+    try:
+        wait_for(lambda: handle.status().status == "PENDING", what="the run to start")
+        subprocess.run(
+            [sys.executable, "-c", _CANCEL, launched, "cancel-me"], check=True, timeout=60
+        )
+        with pytest.raises(wf.WorkflowCancelledError):
+            handle.result(timeout=20)
+        assert not gate.is_set()  # the step is still running: its end did not wake us
+    finally:
+        gate.set()
 
 
 _KILLED_WAITER = """

@@ -310,6 +310,9 @@ class FakeRuntime:
     def notify_ended(self) -> None:
         self.ended += 1
 
+    def runs_here(self, workflow_id: str) -> bool:
+        return False
+
     def submit(
         self,
         spec: WorkflowSpec,
