@@ -234,7 +234,7 @@ def resume_in(
             return WorkflowHandle(workflow_id)
         if row.status == Status.PENDING and row.executor_id is not None:
             if ex is not None and row.executor_id == ex.executor_id:
-                if ex._runs_here(workflow_id):
+                if ex.runs_here(workflow_id):
                     return WorkflowHandle(workflow_id)
             elif alive(row.executor_id):
                 return WorkflowHandle(workflow_id)  # a live executor is running it

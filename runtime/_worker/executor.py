@@ -316,9 +316,6 @@ class Executor(Recovery):
                         self._parked -= 1
 
     def runs_here(self, workflow_id: str) -> bool:
-        return self._runs_here(workflow_id)
-
-    def _runs_here(self, workflow_id: str) -> bool:
         with self._running_lock:
             fut = self._running.get(workflow_id)
             return workflow_id in self._inline or (fut is not None and not fut.done())

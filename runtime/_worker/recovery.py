@@ -60,7 +60,7 @@ class Recovery:
     ) -> Future[Any]:
         raise NotImplementedError
 
-    def _runs_here(self, workflow_id: str) -> bool:
+    def runs_here(self, workflow_id: str) -> bool:
         raise NotImplementedError
 
     def is_dead(
@@ -159,7 +159,7 @@ class Recovery:
             if eid == self.executor_id:
                 old = now_ms() - int(ORPHAN_AFTER * 1000)
                 ids = [
-                    w for w, at in self.sysdb.held_slots(eid) if at < old and not self._runs_here(w)
+                    w for w, at in self.sysdb.held_slots(eid) if at < old and not self.runs_here(w)
                 ]
             elif (executor_id is None or eid == executor_id) and self.is_dead(
                 eid, executors, trust_stale=import_missing
@@ -184,7 +184,7 @@ class Recovery:
         if self.stopping.is_set():
             return []
         before = now_ms() - int(ORPHAN_AFTER * 1000)
-        ids = [w for w in self.sysdb.own_stale(self.executor_id, before) if not self._runs_here(w)]
+        ids = [w for w in self.sysdb.own_stale(self.executor_id, before) if not self.runs_here(w)]
         if not ids:
             return []
         names = [n for n in self.sysdb.inflight_names(self.executor_id) if find_workflow(n)]
