@@ -40,6 +40,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
+from tests.helpers import skip_unless_ci
+
 DEBIAN_PATH = "/usr/sbin/pgbouncer"
 
 _install_lock = threading.Lock()
@@ -350,7 +352,7 @@ def pooled_fixture(pg_database: str, pg_admin_url: str) -> Iterator[Pooled]:
     and cannot be installed."""
     exe, why = ensure_pgbouncer()
     if exe is None:
-        pytest.skip(f"no PgBouncer: {why}")
+        skip_unless_ci(f"no PgBouncer: {why}")
     dbname = urlsplit(pg_database).path.lstrip("/")
     with pgbouncer(pg_admin_url) as bouncer:
         yield Pooled(bouncer=bouncer, dbname=dbname, url=bouncer.url(dbname), direct=pg_database)

@@ -168,8 +168,12 @@ def test_waiters_wake_through_pooler_reconnect_kill_restart_and_crash(
         assert f"OK {wid} {sum(range(INLINE_N))}" in out, out[-3000:]
     ran = _ran(markers)
     for tag in queued:
-        for body in ("first", "bump", "hold", "second"):
+        for body in ("first", "hold", "second"):
             assert ran[(body, "end", tag)] == 1, (body, tag, procs.describe())
+        # a transaction's body may reach its end in an attempt whose COMMIT a
+        # KILL or restart dropped (rolled back, retried): its guarantee is the
+        # counter committed once (below), not the marker
+        assert ran[("bump", "end", tag)] >= 1, (tag, procs.describe())
     for tag in inline_ids:
         for k in range(INLINE_N):
             assert ran[("step", tag, str(k))] == 2, (tag, k)  # its start and end, once
@@ -180,5 +184,8 @@ def test_waiters_wake_through_pooler_reconnect_kill_restart_and_crash(
     assert ran[("second", "end", "m0")] == 1
     assert counters(pooled.direct) == dict.fromkeys(queued, 1)
     assert all(w.poll() is None for w in workers), procs.describe()
-    moved = [i.workflow_id for i in infos.values() if i.recovery_attempts]
-    assert not moved, moved
+    # a dequeue whose COMMIT committed but whose answer a KILL dropped is
+    # re-claimed by its own executor's orphan sweep: one recovery attempt
+    # (README, guarantee 7), its steps still ran once (above); never more
+    moved = {i.workflow_id: i.recovery_attempts for i in infos.values() if i.recovery_attempts}
+    assert all(n <= 1 for n in moved.values()), moved

@@ -34,7 +34,15 @@ import psycopg
 import pytest
 import wf
 
-from tests.helpers import finish, marker_lines, outcome, run_app, spawn_app, wait_for
+from tests.helpers import (
+    finish,
+    marker_lines,
+    outcome,
+    run_app,
+    skip_unless_ci,
+    spawn_app,
+    wait_for,
+)
 from tests.reliability.netproxy import NetProxy
 from tests.reliability.pgcluster import PgCluster
 from tests.reliability.pgpair import PgPair, available
@@ -49,7 +57,7 @@ APP = "tests.apps.failover_workload"
 def pair() -> Iterator[PgPair]:
     why = available()
     if why is not None:
-        pytest.skip(f"cannot build a primary + standby pair: {why}")
+        skip_unless_ci(f"cannot build a primary + standby pair: {why}")
     p = PgPair()
     try:
         yield p
@@ -188,7 +196,10 @@ def _check(
         twice = [k for k in range(n) if ledger[(wid, k)] != 1]
         if twice:
             problems.append(f"{wid}: ledger rows of k={twice}: {[ledger[(wid, k)] for k in twice]}")
-        if attempts:
+        # a dequeue whose COMMIT landed but whose answer the crash lost is
+        # re-claimed by its executor's orphan sweep: one attempt (README,
+        # guarantee 7), its steps still started once (below); never more
+        if attempts > 1:
             problems.append(f"{wid} changed hands ({attempts} recovery attempts)")
     for wid, n in {**mixed, **{f"src-{s}": n for s, n in sinks.items()}}.items():
         reran = [k for k in range(n) if steps[("start", wid, k)] != 1]
