@@ -297,6 +297,13 @@ def restart(
     row = db.get_workflow(workflow_id)
     if row is None:
         raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+    if from_step is not None:
+        n = len(db.get_steps(workflow_id))
+        if from_step > n + 1:
+            raise ConfigurationError(
+                f"from_step {from_step}: workflow {workflow_id} has {n} recorded step(s); "
+                f"use 1..{n + 1}"
+            )
     if not detach and workflow_here() is None and _other_version(version):
         detach = True
     spec = None if detach else find_or_import_workflow(row.name)

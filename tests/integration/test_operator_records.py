@@ -154,6 +154,21 @@ def test_restart_records_its_lineage(launched: str) -> None:
     assert wf.get_workflow(h.workflow_id).forked_from is None
 
 
+def test_restart_from_a_position_past_the_recorded_calls_is_refused(launched: str) -> None:
+    h = wf.start(family, 2)
+    h.result(timeout=30)
+    n = len(wf.list_steps(h.workflow_id))
+    before = len(wf.list_workflows())
+    with pytest.raises(
+        wf.ConfigurationError, match=rf"has {n} recorded step\(s\); use 1\.\.{n + 1}"
+    ):
+        wf.restart(h.workflow_id, from_step=n + 2)
+    with pytest.raises(wf.ConfigurationError, match="counts from 1"):
+        wf.restart(h.workflow_id, from_step=0)
+    assert len(wf.list_workflows()) == before  # nothing written
+    wf.restart(h.workflow_id, from_step=n + 1).result(timeout=30)  # the last position is fine
+
+
 def test_executors_say_what_they_serve(launched: str) -> None:
     mine = [e for e in wf.list_executors() if e.pid == os.getpid()]
     assert len(mine) == 1 and mine[0].alive

@@ -262,6 +262,11 @@ def test_actions_need_the_session_csrf_token(client: Any, recorded: Recorded) ->
 
     bad = client.post("/api/workflows/pipe-0/restart", headers=hdr, data={"from_step": "x"})
     assert bad.status_code == 400 and "from_step" in bad.json()["error"]
+    # past the recorded steps (as `wf restart --from-step` refuses): 400, nothing written
+    before = len(wf.list_workflows())
+    far = client.post("/api/workflows/pipe-0/restart", headers=hdr, data={"from_step": "99"})
+    assert far.status_code == 400 and "recorded step(s)" in far.json()["error"], far.text
+    assert len(wf.list_workflows()) == before
     assert client.post("/api/workflows/nope/cancel", headers=hdr).status_code == 404
     assert client.post("/api/workflows/pipe-0/explode", headers=hdr).status_code == 404
     assert client.get("/api/workflows/pipe-0/cancel").status_code == 404  # a GET changes nothing
