@@ -94,15 +94,15 @@ def parse_filters(
     return Filters(given, workflow_filters(statuses, name, queue, since, until, children, parent))
 
 
-def check_ids_or_filters(verb: str, ids: list[str] | None, filters: Filters) -> None:
+def check_ids_or_filters(
+    verb: str, ids: list[str] | None, filters: Filters, names: str = _FILTER_OPTIONS
+) -> None:
+    """IDs or filters, not both nor neither; ``names``: the filter options
+    the command has, as its messages list them."""
     if ids and filters.given:
-        raise errors.BadInput(
-            f"give workflow IDs or filters ({_FILTER_OPTIONS}) to {verb}, not both"
-        )
+        raise errors.BadInput(f"give workflow IDs or filters ({names}) to {verb}, not both")
     if not ids and not filters.given:
-        raise errors.BadInput(
-            f"nothing to {verb}: give workflow IDs, or filters ({_FILTER_OPTIONS})"
-        )
+        raise errors.BadInput(f"nothing to {verb}: give workflow IDs, or filters ({names})")
 
 
 def check_statuses(verb: str, filters: Filters, allowed: tuple[str, ...]) -> None:

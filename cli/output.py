@@ -80,8 +80,12 @@ def aware(dt: _dt.datetime) -> _dt.datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=_dt.UTC)
 
 
-def error_json(err: ErrorInfo | None) -> dict[str, str] | None:
-    return None if err is None else {"type": err.type, "message": err.message}
+def error_json(err: ErrorInfo | None) -> dict[str, Any] | None:
+    """SPEC §5's error object: ``causes``, what it was raised from, outermost first."""
+    if err is None:
+        return None
+    causes = [{"type": c.type, "message": c.message} for c in err.causes]
+    return {"type": err.type, "message": err.message, "causes": causes}
 
 
 def workflow_json(w: WorkflowInfo) -> dict[str, Any]:
@@ -340,8 +344,12 @@ def queued_time(w: WorkflowInfo, now: _dt.datetime | None = None) -> str:
     "-" when that is not known."""
     if w.started_at is not None:
         return _span(w.created_at, w.started_at)
-    if w.status == "ENQUEUED":
-        return _span(w.created_at, now or _dt.datetime.now(_dt.UTC)) + "…"
+    if w.status in ("ENQUEUED", "DELAYED"):
+        now = now or _dt.datetime.now(_dt.UTC)
+        waited = _span(w.created_at, now) + "…"
+        if w.status == "DELAYED" and w.delayed_until is not None:
+            waited += f" (eligible in {_span(now, w.delayed_until)})"
+        return waited
     if _ended(w) and w.queue is not None:
         return _span(w.created_at, w.updated_at)  # it ended (cancelled) before it ran
     return "-"
@@ -522,22 +530,30 @@ def print_workflows(workflows: Iterable[WorkflowInfo], *, footer: str | None = N
 Rows = list[tuple[str, "Text | str"]]
 
 
+def error_rows(err: ErrorInfo, tty: bool, limit: int | None) -> Rows:
+    """An ``error`` row and a ``caused by`` row per cause, each cut to ``limit``."""
+    from rich.text import Text
+
+    style = "red" if tty else ""
+    rows: Rows = [("error", Text(cut(f"{err.type}: {err.message}", limit), style=style))]
+    for c in err.causes:
+        rows.append(("caused by", Text(cut(f"{c.type}: {c.message}", limit), style=style)))
+    return rows
+
+
 def workflow_rows(
     w: WorkflowInfo, tty: bool, *, limit: int = 2000, running_call: int | None = None
 ) -> Rows:
     """The ``label  value`` rows of ``wf status`` and of `wf show`'s head:
     values cut to ``limit`` characters; ``running_call``, the call a PENDING
     workflow runs now (`wf show` says it)."""
-    from rich.text import Text
-
     rows: Rows = [
         ("status", status_text(w.status) if tty else w.status),
         ("name", w.name),
         ("inputs", fmt_inputs(w.inputs, limit)),
     ]
     if w.error is not None:
-        error = cut(f"{w.error.type}: {w.error.message}", limit)
-        rows.append(("error", Text(error, style="red" if tty else "")))
+        rows += error_rows(w.error, tty, limit)
     elif w.status == "SUCCESS":
         rows.append(("output", fmt_value(w.output, limit)))
     if w.status == "CANCELLED" and w.cancel_reason:
@@ -601,11 +617,11 @@ def kv_lines(rows: Rows) -> list[str]:
 
 
 def unregistered_note(w: WorkflowInfo) -> str | None:
-    """For an ENQUEUED workflow that no live executor serving its queue has
+    """For an ENQUEUED (or DELAYED) workflow that no live executor serving its queue has
     registered (work enqueued by name, e.g. by wf.Client, for code no worker
     runs): what to do. None otherwise, also when a serving executor does not
     say what it registered (an older wf) or the check itself fails."""
-    if w.status != "ENQUEUED":
+    if w.status not in ("ENQUEUED", "DELAYED"):
         return None
     import wf
 
@@ -622,8 +638,11 @@ def unregistered_note(w: WorkflowInfo) -> str | None:
         if serving
         else f"none serves queue {q!r}"
     )
+    stays = "it stays ENQUEUED"
+    if w.status == "DELAYED" and w.delayed_until is not None:
+        stays = f"eligible at {fmt_time(w.delayed_until)}, it stays on its queue"
     return (
-        f"no live worker has registered workflow {w.name} ({why}); it stays ENQUEUED until "
+        f"no live worker has registered workflow {w.name} ({why}); {stays} until "
         f"one does: run `wf worker {w.module or 'MODULE'}`"
     )
 
@@ -666,7 +685,7 @@ def print_outcome(w: WorkflowInfo) -> None:
         ("status", status_text(w.status)),
     ]
     if w.error is not None:
-        rows.append(("error", f"{w.error.type}: {w.error.message}"))
+        rows += error_rows(w.error, False, None)
     elif w.status == "SUCCESS":
         rows.append(("output", fmt_value(w.output)))
     if _ended(w):
@@ -782,18 +801,28 @@ def print_queues(queues: Iterable[QueueInfo]) -> None:
     for q in queues:
         if q.partition_concurrency is None and q.partition_rate_limit is None and not q.partitions:
             continue
-        limits = []
-        if q.partition_concurrency is not None:
-            limits.append(f"concurrency {q.partition_concurrency}")
-        if q.partition_rate_limit is not None:
-            limits.append(f"rate {q.partition_rate_limit[0]}/{q.partition_rate_limit[1]:g}s")
+        if not q.published:  # partition keys enqueued, limits unknown (not absent)
+            limits_text = (
+                "per partition limits not published yet (no worker that declares the queue "
+                "has served it)"
+            )
+        else:
+            limits_text = "per partition " + (" and ".join(_partition_limits(q)) or "no limit")
         busiest = ", ".join(
             f"{one_line(k)} ({r} running, {e} enqueued)" for k, e, r in q.partitions
         )
         print_lines(
-            f"{one_line(q.name)}: per partition {' and '.join(limits) or 'no limit'}"
-            + (f"; busiest: {busiest}" if busiest else "")
+            f"{one_line(q.name)}: {limits_text}" + (f"; busiest: {busiest}" if busiest else "")
         )
+
+
+def _partition_limits(q: QueueInfo) -> list[str]:
+    limits = []
+    if q.partition_concurrency is not None:
+        limits.append(f"concurrency {q.partition_concurrency}")
+    if q.partition_rate_limit is not None:
+        limits.append(f"rate {q.partition_rate_limit[0]}/{q.partition_rate_limit[1]:g}s")
+    return limits
 
 
 def print_lines(*lines: str, stderr: bool = False) -> None:

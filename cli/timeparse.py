@@ -50,11 +50,12 @@ def _relative_seconds(text: str) -> float | None:
     return total
 
 
-def parse_duration(text: str, option: str = "--timeout") -> float:
+def parse_duration(text: str, option: str = "--timeout", *, allow_zero: bool = False) -> float:
     """Seconds (> 0) from ``30``, ``2.5``, ``30s``, ``10m``, ``1h30m``.
 
     Zero, negative and non-finite values get one message naming the option
-    (a zero timeout would cancel or give up at once: never what was meant)."""
+    (a zero timeout would cancel or give up at once: never what was meant);
+    ``allow_zero``: zero is a duration too (an age: ``wf gc --older-than 0``)."""
     t = text.strip()
     try:
         seconds = float(t)
@@ -65,9 +66,12 @@ def parse_duration(text: str, option: str = "--timeout") -> float:
                 f"{option}: {text!r} is not a duration (seconds, or e.g. 30s, 10m, 2h)"
             ) from None
         seconds = rel
+    if allow_zero and seconds == 0:
+        return 0.0
     if not 0 < seconds < float("inf"):  # also false for NaN
+        zero = "zero or " if allow_zero else ""
         raise BadInput(
-            f"{option}: {text!r} must be a positive number of seconds (or e.g. 30s, 10m, 2h)"
+            f"{option}: {text!r} must be {zero}a positive number of seconds (or e.g. 30s, 10m, 2h)"
         )
     return seconds
 

@@ -170,10 +170,12 @@ def resume(
     worker. A queued workflow always goes back on its queue, so the queue's
     limits hold for it; without ``detach`` this process then dequeues it
     itself when a slot is free (unless a worker takes it first). A workflow
-    running under a live executor, or waiting on its queue, is left as it is.
+    running under a live executor is left as it is, one waiting on its queue
+    stays there.
 
     ``app_version`` moves the workflow to that application version's code on
-    purpose (it is recorded as of it from now on); a workflow of another
+    purpose (it is recorded as of it from now on; also one waiting on its
+    queue, which that version's dequeuers then take); a workflow of another
     version than this process's goes to a worker of its version (as ``detach``).
 
     Each change is one statement conditional on the state it was decided on;
@@ -229,6 +231,15 @@ def resume_in(
         if row.status == Status.SUCCESS:
             return WorkflowHandle(workflow_id)
         if row.status == Status.ENQUEUED:  # on its queue already
+            if version is not None and version != row.app_version:
+                # moved to that version's code: its dequeuers take it now
+                if not db.move_enqueued_version(row, version):
+                    changes += 1  # dequeued (or changed) meanwhile: decide again
+                    row = db.get_workflow(workflow_id)
+                    if row is None:
+                        raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+                    continue
+                wake_dequeuers()
             if not detach:
                 take_here(workflow_id, row.queue or "default")
             return WorkflowHandle(workflow_id)

@@ -25,7 +25,7 @@ from ._core import check_workflow_id, encode_inputs, start_workflow, wait_outcom
 from ._errors import ConfigurationError, WfError, WorkflowNotFoundError
 from ._inspect import get_workflow_in, list_steps_in, list_workflows_in
 from ._records import StepInfo, WorkflowInfo
-from ._registry import WorkflowSpec
+from ._registry import WorkflowSpec, check_recorded_name
 
 if TYPE_CHECKING:
     from ._sysdb import SystemDatabase
@@ -45,13 +45,8 @@ def _recorded_name(workflow: Any) -> tuple[str, int]:
     spec = getattr(workflow, "wf_spec", None)
     if isinstance(spec, WorkflowSpec):
         return spec.name, spec.max_recovery_attempts
-    if not isinstance(workflow, str) or not workflow.strip():
-        raise ConfigurationError(
-            f"wf.Client.enqueue takes a workflow's recorded name 'module:function' (got {workflow!r})"
-        )
-    if workflow != workflow.strip():
-        raise ConfigurationError(f"workflow name {workflow!r} has surrounding spaces")
-    return workflow, DEFAULT_MAX_RECOVERY_ATTEMPTS
+    # a name no worker could run would wait ENQUEUED for ever: refused here
+    return check_recorded_name(workflow), DEFAULT_MAX_RECOVERY_ATTEMPTS
 
 
 def _check_options(

@@ -133,6 +133,7 @@ def _recorded_write(
                     started,
                     conn=conn,
                     detail=detail,
+                    run_token=ctx.run_token,
                 ):
                     raise NotRecorded()
         except NotRecorded:
@@ -255,6 +256,7 @@ def _recv(slot: Slot | None, topic: str | None, timeout: float) -> Any:
                             started,
                             conn=conn,
                             detail=f"topic {t}" if t else None,
+                            run_token=ctx.run_token,
                         ):
                             raise NotRecorded()
                         return loads(out)
@@ -295,10 +297,18 @@ def _set_event(slot: Slot | None, key: str, value: Any) -> None:
         if ctx is None or current_step() is None:
             raise WfError("wf.set_event() is only available inside a workflow")
         # inside a step: not a recorded call, the step's own write (inside a
-        # transaction on the system database, part of that transaction)
+        # transaction on the system database, part of that transaction),
+        # made only while this run may write into its workflow
         ex = _root.for_call()
         conn = tx_connection.get() if ex.same_db else None
-        ex.sysdb.set_event(ctx.workflow_id, k, payload, conn=conn)
+        ex.sysdb.set_event_of_run(
+            ctx.workflow_id,
+            k,
+            payload,
+            executor_id=ctx.executor_id,
+            run_token=ctx.run_token,
+            conn=conn,
+        )
         workflow_id = ctx.workflow_id
     else:
         workflow_id = slot[1].workflow_id

@@ -135,16 +135,24 @@ _AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$", re.IGNORECASE)
 
 
-def parse_age(text: object, what: str = "an age") -> float | None:
+def parse_age(text: object, what: str = "an age", *, allow_zero: bool = False) -> float | None:
     """Seconds from ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a bare number
     of seconds; ``off``/``none`` is None (no retention). Anything else, zero
-    or negative is one ConfigurationError line naming ``what``."""
+    (unless ``allow_zero``) or negative is one ConfigurationError line naming
+    ``what``."""
     t = str(text).strip()
-    if t.lower() in ("off", "none"):
+    if t.lower() in ("off", "none") and not allow_zero:
         return None
     m = _AGE.match(t)
-    seconds = float(m.group(1)) * _AGE_UNITS[(m.group(2) or "s").lower()] if m else 0.0
+    seconds = float(m.group(1)) * _AGE_UNITS[(m.group(2) or "s").lower()] if m else -1.0
+    if allow_zero and seconds == 0:
+        return 0.0
     if not 0 < seconds < float("inf"):
+        if allow_zero:
+            raise ConfigurationError(
+                f"{what}: {str(text)!r} is not an age (zero or a positive number of seconds, "
+                "or e.g. 30d, 12h, 90m)"
+            )
         raise ConfigurationError(
             f"{what}: {str(text)!r} is not an age (a positive number of seconds, or e.g. 30d, "
             "12h, 90m; 'off' for none)"

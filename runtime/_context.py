@@ -51,6 +51,10 @@ class WorkflowContext:
     workflow_id: str
     name: str
     executor_id: str
+    # the row this run was started on: its created_at. Every write of the run
+    # is conditional on it (and on executor_id), so a run whose workflow was
+    # deleted writes nothing into a workflow recorded later under its ID
+    run_token: int | None = None
     # recorded calls by 0-based position; None for a fresh workflow (nothing to
     # look up, so the hot path skips the lookup entirely)
     recorded: dict[int, StepRow] | None = None

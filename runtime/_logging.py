@@ -53,8 +53,10 @@ class DurableLogHandler(logging.Handler):
         if step_state is not None and step_state.held_logs is not None:
             step_state.held_logs.append(row)  # written when the transaction ends
         else:
+            # only while this run may write into its workflow (a deleted
+            # workflow's run writes nothing into a reused ID)
             with contextlib.suppress(Exception):
-                ex.sysdb.insert_log(*row)
+                ex.sysdb.insert_log(*row, executor_id=ctx.executor_id, run_token=ctx.run_token)
         self._fallback(record)
 
     @staticmethod

@@ -31,6 +31,9 @@ LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 5
 class ErrorInfo:
     type: str
     message: str
+    # what it was raised from, outermost first (``__cause__``, else the
+    # unsuppressed ``__context__``): each a type and message, no causes of its own
+    causes: tuple[ErrorInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class QueueInfo:
     partition_rate_limit: tuple[int, float] | None = None
     # the busiest partitions: (partition key, enqueued, running), most running first
     partitions: tuple[tuple[str, int, int], ...] = ()
+    # False: no process declaring the queue has published its limits yet (the
+    # limits above are unknown, not absent)
+    published: bool = True
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,30 @@ def qualified_name(fn: Callable[..., Any]) -> str:
     return f"{module_of(fn)}:{fn.__qualname__}"
 
 
+def check_recorded_name(name: object) -> str:
+    """``name`` if it is a recorded name a worker can run, ``module:function``
+    (the module as imported, never a file path), else ConfigurationError.
+    The one check of names given by hand: wf.Client.enqueue and
+    ``wf start --no-import``."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(
+            f"a workflow's recorded name is 'module:function', e.g. jobs.billing:charge (got {name!r})"
+        )
+    module, sep, function = name.partition(":")
+    if not sep or not module.strip() or not function.strip():
+        raise ConfigurationError(
+            f"{name!r} is not a recorded name MODULE:FUNCTION (e.g. jobs.billing:charge)"
+        )
+    if module.endswith(".py") or "/" in module or "\\" in module:
+        raise ConfigurationError(
+            f"{module!r} is a file path; give the module name the worker records "
+            "(pkg.module:function)"
+        )
+    if module != module.strip() or function != function.strip():
+        raise ConfigurationError(f"workflow name {name!r} has spaces around its module or function")
+    return name
+
+
 def register_workflow(spec: WorkflowSpec) -> None:
     with _lock:
         _workflows[spec.name] = spec

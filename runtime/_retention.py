@@ -9,7 +9,10 @@ Decisions, each for a reason:
   (DBOS #769). It refuses a tree with a member still PENDING or ENQUEUED
   (nothing is deleted) unless ``force``, which cancels the tree first (the
   same path as ``wf.cancel``), waits a few seconds for runs to stop, then
-  deletes.
+  deletes. A run still inside a step then writes nothing more: every write
+  of a run is conditional on the row it started on (its executor and its
+  created_at, the run's token: queries.py ``_THIS_RUN``), so nothing of it
+  lands in a workflow recorded later under the same ID.
 - Collection deletes only ended top-level workflows (children go with their
   parent, a child of a kept parent stays) in batches of short transactions.
 - Only ended workflows move between databases: a PENDING one copied while
@@ -38,7 +41,13 @@ FORCE_STOP_WAIT = 5.0
 
 
 class WorkflowActiveError(WfError):
-    """The workflow (or one of its children) is still PENDING or ENQUEUED."""
+    """The workflow (or one of its children) is still PENDING or ENQUEUED.
+    ``summary``: what was refused, without the advice on what to do instead
+    (a tool gives its own); None when not given."""
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class InvalidExportError(WfError):
@@ -121,7 +130,8 @@ def delete(workflow_ids: str | Iterable[str], force: bool = False) -> list[str]:
                         done.active,
                         "nothing deleted",
                         "cancel it first, or delete with force=True (wf delete --force)",
-                    )
+                    ),
+                    summary=_active_message(done.active, "nothing deleted", "").rstrip("; "),
                 )
             for w in ids:
                 cancel_tree(db, w, "wf.delete --force")
@@ -148,7 +158,9 @@ def age_seconds(older_than: float | int | timedelta | str, what: str = "older_th
     if isinstance(older_than, timedelta):
         seconds = older_than.total_seconds()
     elif isinstance(older_than, str):
-        seconds = _config.parse_age(older_than, what) or 0.0
+        parsed = _config.parse_age(older_than, what, allow_zero=True)
+        assert parsed is not None  # ("off" is no age here: refused)
+        seconds = parsed
     elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
         seconds = float(older_than)
     else:
@@ -167,7 +179,9 @@ def gc(
 ) -> int:
     """Delete ended workflows (SUCCESS, ERROR, CANCELLED, RETRIES_EXCEEDED;
     never PENDING or ENQUEUED) whose last change is older than ``older_than``
-    (seconds, a timedelta, or ``"30d"``), with their children; returns how
+    (seconds, a timedelta, or ``"30d"``; ``0`` or ``"0s"``: every ended
+    workflow whatever its age, as ``wf gc --older-than 0``; negative, or
+    ``"off"``, is a ConfigurationError), with their children; returns how
     many were deleted (children included). ``statuses``: only these;
     ``keep``: the newest ``keep`` top-level workflows of those statuses stay
     whatever their age. Top-level workflows are judged; a child goes with its
@@ -203,7 +217,8 @@ def _ended_statuses(statuses: str | Iterable[str] | None) -> list[str]:
 
 def export_workflows(workflow_ids: str | Iterable[str]) -> list[dict[str, Any]]:
     """One JSON-ready record per workflow: its row, steps, events, logs,
-    messages waiting for it and delivered message keys, with the same for
+    messages waiting for it, delivered message keys and streams (values and
+    closes), with the same for
     each of its descendants in ``children``. Values are stored forms (JSON
     text, epoch milliseconds), so an import reproduces the record exactly.
     Only ended workflows (WorkflowActiveError otherwise)."""
@@ -243,6 +258,7 @@ _INT_FIELDS = frozenset(
         "time",
         "ended_at",
         "attempts",
+        "closed",
     )
 )
 _DEFAULTS = {"priority": 0, "recovery_attempts": 0, "max_recovery_attempts": 50, "attempts": 1}
@@ -252,6 +268,7 @@ _LISTS = {
     "logs": (sql.LOG_FIELDS, ("position", "seq", "time", "level", "message")),
     "messages": (sql.MESSAGE_FIELDS, ("topic", "message", "created_at")),
     "message_keys": (("idempotency_key",), ("idempotency_key",)),
+    "streams": (sql.STREAM_FIELDS, ("key", "position", "closed", "created_at")),
 }
 
 
@@ -313,6 +330,9 @@ def _workflow_part(part: Any, where: str) -> dict[str, Any]:
         out[key] = [
             _fields(i, fields, required, f"{where} {key}[{n}]") for n, i in enumerate(items)
         ]
+    for n, row in enumerate(out["streams"]):
+        if row["closed"] not in (0, 1):
+            raise _bad(f"{where} streams[{n}]", "'closed' must be 0 or 1")
     return out
 
 

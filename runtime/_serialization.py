@@ -215,33 +215,110 @@ def _args_json(exc: BaseException) -> Any:
         return None
 
 
+# A recorded error keeps the chain it was raised from, as ``causes``: at most
+# _MAX_CAUSES exceptions (a cycle ends it), each one's message cut to
+# _CAUSE_TEXT characters and its args kept only when their JSON is no longer
+# than that, so a long chain of huge messages cannot swell the record. The
+# error's own message and args are stored whole, as before.
+_MAX_CAUSES = 8
+_CAUSE_TEXT = 2000
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """What ``exc`` was raised from, outermost first, as a traceback shows it:
+    each ``__cause__``, else its ``__context__`` unless suppressed."""
+    seen = {id(exc)}
+    chain: list[BaseException] = []
+    cur = exc
+    while len(chain) < _MAX_CAUSES:
+        nxt = cur.__cause__
+        if nxt is None and not cur.__suppress_context__:
+            nxt = cur.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        chain.append(nxt)
+        cur = nxt
+    return chain
+
+
+def _cause_doc(exc: BaseException) -> dict[str, Any]:
+    info = error_to_info(exc)
+    message = info.message
+    if len(message) > _CAUSE_TEXT:
+        message = message[: _CAUSE_TEXT - 1] + "…"
+    doc: dict[str, Any] = {"type": info.type, "message": message}
+    args = _args_json(exc)
+    if args is not None and len(json.dumps(args, ensure_ascii=False)) <= _CAUSE_TEXT:
+        doc["args"] = args
+    return doc
+
+
 def dumps_error(exc: BaseException) -> str:
     info = error_to_info(exc)
     doc: dict[str, Any] = {"type": info.type, "message": info.message}
     args = _args_json(exc)
     if args is not None:
         doc["args"] = args
+    causes = [_cause_doc(c) for c in _chain(exc)]
+    if causes:
+        doc["causes"] = causes
     try:
         return json.dumps(doc, ensure_ascii=False)
     except (TypeError, ValueError):
         doc.pop("args", None)
+        for c in causes:
+            c.pop("args", None)
         return json.dumps(doc, ensure_ascii=False)
+
+
+def _info_of(d: Any) -> ErrorInfo:
+    """One recorded error's type and message (a record from before causes
+    were kept, or a cause, has none)."""
+    if not isinstance(d, dict):
+        return ErrorInfo("Exception", str(d))
+    return ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
+
+
+def _causes_of(d: Any) -> list[Any]:
+    causes = d.get("causes") if isinstance(d, dict) else None
+    return causes if isinstance(causes, list) else []
 
 
 def loads_error_info(text: str | None) -> ErrorInfo | None:
     if text is None:
         return None
     d = json.loads(text)
-    return ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
+    info = _info_of(d)
+    return ErrorInfo(info.type, info.message, tuple(_info_of(c) for c in _causes_of(d)))
+
+
+def _args_of(d: Any) -> list[Any] | None:
+    args = d.get("args") if isinstance(d, dict) else None
+    return None if args is None else _dec(args)
 
 
 def rebuild_error_json(text: str) -> BaseException:
     """The recorded error as an exception (see rebuild_error), built from its
-    recorded args when it has them, so it is the same value as the first time."""
+    recorded args when it has them, so it is the same value as the first time;
+    its ``__cause__`` the recorded chain, rebuilt the same way."""
     d = json.loads(text)
-    info = ErrorInfo(str(d.get("type", "Exception")), str(d.get("message", "")))
-    args = d.get("args")
-    return rebuild_error(info, None if args is None else _dec(args))
+    causes = _causes_of(d)
+    return _chained(
+        _rebuild_one(_info_of(d), _args_of(d)),
+        [_rebuild_one(_info_of(c), _args_of(c)) for c in causes],
+    )
+
+
+def _chained(exc: BaseException, causes: list[BaseException]) -> BaseException:
+    """``exc`` raised from ``causes[0]``, raised from ``causes[1]``, ...: each
+    link a ``__cause__``, the last one's None (which suppresses any context
+    the rebuilt exception picks up where it is raised, wf's own included), so
+    its chain is the recorded one wherever a replay raises it."""
+    links = [exc, *causes]
+    for outer, inner in zip(links, [*causes, None], strict=True):
+        outer.__cause__ = inner
+    return exc
 
 
 def _find_class(type_name: str) -> Any:
@@ -260,7 +337,12 @@ def _find_class(type_name: str) -> Any:
 def rebuild_error(info: ErrorInfo, args: list[Any] | None = None) -> BaseException:
     """The recorded error as an exception: its own class when that class is
     builtin or already imported (decoding never imports code), called with its
-    recorded args; else a WorkflowFailedError carrying the type and message."""
+    recorded args; else a WorkflowFailedError carrying the type and message.
+    Its ``__cause__`` is ``info.causes``, rebuilt from their types and messages."""
+    return _chained(_rebuild_one(info, args), [_rebuild_one(c) for c in info.causes])
+
+
+def _rebuild_one(info: ErrorInfo, args: list[Any] | None = None) -> BaseException:
     cls = _find_class(info.type)
     if isinstance(cls, type) and issubclass(cls, BaseException):
         if args is not None:

@@ -105,6 +105,7 @@ def _write(slot: Slot, key: str, payload: str | None, closed: bool) -> None:
         closed=closed,
         started_at=now_ms(),
         closed_error=dumps_error(refusal),
+        run_token=ctx.run_token,
     )
     if not recorded:
         # cancelled, adopted by another executor, or our own write whose

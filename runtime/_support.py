@@ -9,6 +9,9 @@ see, each with why:
 - ``load_target``, ``import_module``: import the user's ``MODULE:FUNCTION`` or
   ``MODULE`` (or ``path/to/file.py``) exactly as recovery does, so the CLI finds
   the same code that wf will later re-import by the recorded module name.
+- ``check_recorded_name``: the check wf.Client.enqueue makes of a
+  ``module:function`` name given by hand, so ``wf start --no-import``
+  refuses exactly the names the client does (one source).
 - ``dumps``: serialize a value as wf records it, so a command can reject
   arguments or a message wf cannot store (exit 2) before anything is written.
 - ``LOG_LEVELS``: the levels a durable log line can carry (``wf logs --level``).
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import display_url, mask_text
 from ._loader import import_module, load_target
 from ._records import LOG_LEVELS
+from ._registry import check_recorded_name
 from ._serialization import dumps
 
 if TYPE_CHECKING:
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOG_LEVELS",
+    "check_recorded_name",
     "count_workflows_matching",
     "database_url_source",
     "dumps",

@@ -11,6 +11,8 @@ from .. import common, errors, filters, options, output
 # what `wf replay --status/--name/...` checks when no --status is given: the
 # workflows a deploy would hand to the new code
 _REPLAY_DEFAULT = ("PENDING",)
+# its filter options (children are always checked: no --parent/--children)
+_FILTERS = "--status/--name/--queue/--since/--until/--version"
 
 
 @errors.command
@@ -48,7 +50,7 @@ def replay(
     if version is not None:
         chosen.kwargs["app_version"] = options.check_version(version)
         chosen.given = True
-    filters.check_ids_or_filters("replay", workflow_ids, chosen)
+    filters.check_ids_or_filters("replay", workflow_ids, chosen, _FILTERS)
     common.setup(db, create=False)
     common.import_modules(modules)
     import wf

@@ -71,7 +71,12 @@ def delete(
     try:
         deleted = wf.delete(ids, force=force)
     except wf.WorkflowActiveError as e:
-        return _refusal(e, debug)
+        if e.summary is None:
+            return _refusal(e, debug)
+        # the runtime's hint names the API's force=True too: say the CLI's own
+        return _refusal(
+            wf.WorkflowActiveError(f"{e.summary}; cancel it first, or add --force"), debug
+        )
     roots = set(ids)
 
     def human() -> None:
@@ -98,7 +103,7 @@ def gc(
             "--older-than",
             metavar="AGE",
             help="Delete ended workflows whose last change is older than this (e.g. 30d, 12h, 90m, "
-            "or seconds).",
+            "or seconds; 0: every ended workflow, whatever its age).",
             show_default=False,
         ),
     ],
@@ -139,7 +144,7 @@ def gc(
     retention = "30d" under [tool.wf]). -o json prints {"deleted": N}.
     """
     out = common.document_format(fmt, json_out, "wf gc prints a count")
-    seconds = timeparse.parse_duration(older_than, "--older-than")
+    seconds = timeparse.parse_duration(older_than, "--older-than", allow_zero=True)
     chosen = []
     for s in statuses or []:
         up = s.strip().upper()

@@ -166,18 +166,15 @@ def await_(
 
 
 def _recorded_name(target: str) -> str:
-    """``--no-import``'s target is a recorded name, never a file path."""
-    module, sep, function = target.partition(":")
-    if not sep or not module.strip() or not function.strip():
-        raise errors.BadInput(
-            f"--no-import: {target!r} is not a recorded name MODULE:FUNCTION (e.g. jobs.billing:charge)"
-        )
-    if module.endswith(".py") or "/" in module or "\\" in module:
-        raise errors.BadInput(
-            f"--no-import: {module!r} is a file path; give the module name the worker records "
-            "(pkg.module:function)"
-        )
-    return target
+    """``--no-import``'s target is a recorded name, never a file path (the
+    check wf.Client.enqueue makes)."""
+    from wf import ConfigurationError
+    from wf._support import check_recorded_name
+
+    try:
+        return check_recorded_name(target)
+    except ConfigurationError as e:
+        raise errors.BadInput(f"--no-import: {e}") from None
 
 
 def _enqueue_by_name(

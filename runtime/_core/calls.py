@@ -152,7 +152,9 @@ def run_transaction(
                 held, state.held_logs = state.held_logs, None
                 for row in held:
                     with contextlib.suppress(Exception):
-                        ex.sysdb.insert_log(*row)
+                        ex.sysdb.insert_log(
+                            *row, executor_id=ctx.executor_id, run_token=ctx.run_token
+                        )
 
 
 def _recorded_already(
@@ -220,6 +222,7 @@ def _transact(
                         None,
                         started,
                         conn=conn,
+                        run_token=ctx.run_token,
                     ):
                         raise NotRecorded()
                 elif ctx is not None and not ex.same_db:

@@ -26,7 +26,7 @@ from .._errors import (
 )
 from .._records import Status
 from .._serialization import dumps, dumps_error, loads, rebuild_error_json
-from .._sysdb import StepRow
+from .._sysdb import StepRow, WorkflowRow
 from .control import check_live
 
 if TYPE_CHECKING:
@@ -87,9 +87,15 @@ def resolve_refused(sysdb: SystemDatabase, ctx: WorkflowContext) -> None:
     raise WorkflowCancelledError if it was cancelled, else stop this run
     quietly (another executor adopted it, or it ended)."""
     row = sysdb.get_workflow(ctx.workflow_id)
-    if row is not None and row.status == Status.CANCELLED:
+    if row is not None and row.status == Status.CANCELLED and same_run(row, ctx):
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
     raise _OwnershipLost()
+
+
+def same_run(row: WorkflowRow, ctx: WorkflowContext) -> bool:
+    """Is ``row`` the workflow row this run was started on (not one recorded
+    later under the same ID after a delete)?"""
+    return ctx.run_token is None or row.created_at == ctx.run_token
 
 
 def resolve_unrecorded(
@@ -102,6 +108,8 @@ def resolve_unrecorded(
     call is recorded already (our own write that committed before a
     connection dropped): return that record."""
     row = ex.sysdb.get_workflow(ctx.workflow_id)
+    if row is not None and not same_run(row, ctx):
+        raise _OwnershipLost()  # its workflow was deleted: the ID names another now
     if row is not None and row.status == Status.CANCELLED:
         ctx.cancelled = True
         if finished is not None and row.executor_id == ctx.executor_id:
@@ -118,6 +126,7 @@ def resolve_unrecorded(
                 cancelled=True,
                 attempts=finished.attempts,
                 detail=finished.detail,
+                run_token=ctx.run_token,
             )
         raise WorkflowCancelledError(f"workflow {ctx.workflow_id} was cancelled")
     if row is None or row.status != Status.PENDING or row.executor_id != ctx.executor_id:
@@ -206,6 +215,7 @@ def record(
         ended_at=ended_at,
         attempts=call.attempts,
         detail=call.detail,
+        run_token=ctx.run_token,
     ):
         return None
     return resolve_unrecorded(ex, ctx, pos, call)

@@ -35,6 +35,7 @@ from .control import TIMED_OUT, cancel_tree
 from .recording import (
     Finished,
     record,
+    same_run,
 )
 from .wakeups import Waiter, ensure_listener, notify_local
 
@@ -203,17 +204,19 @@ def finish(ex: Runtime, ctx: WorkflowContext, value: Any, exc: BaseException | N
             cancel_tree(ex.sysdb, ctx.workflow_id, TIMED_OUT)
         out = Outcome(Status.ERROR, error=dumps_error(exc), exc=exc)
     done = ex.sysdb.finish_workflow(
-        ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error
+        ctx.workflow_id, ctx.executor_id, out.status, out.output, out.error, ctx.run_token
     )
     out.written = done
     if not done:
-        row = ex.sysdb.get_outcome(ctx.workflow_id)
-        if row is None or row[0] == Status.PENDING:
+        row = ex.sysdb.get_workflow(ctx.workflow_id)
+        if row is None or row.status == Status.PENDING or not same_run(row, ctx):
             raise _OwnershipLost()
-        if row[0] == Status.CANCELLED:
+        if row.status == Status.CANCELLED:
             # this run has stopped: a resume waiting for it may go ahead
-            ex.sysdb.release_cancelled_run(ctx.workflow_id, ctx.executor_id)
-        out = Outcome(row[0], row[1], row[2], exc if row[0] == Status.ERROR else None)
+            ex.sysdb.release_cancelled_run(ctx.workflow_id, ctx.executor_id, ctx.run_token)
+        out = Outcome(
+            row.status, row.output, row.error, exc if row.status == Status.ERROR else None
+        )
     ex.notify_ended()
     notify_local(wake_key("w", ctx.workflow_id))
     return out

@@ -46,6 +46,8 @@ class Runtime(Protocol):
         args: list[Any],
         kwargs: dict[str, Any],
         deadline_ms: int | None = None,
+        run_token: int | None = None,
     ) -> Future[Any]:
-        """Run a fresh workflow (nothing recorded yet) in the background."""
+        """Run a fresh workflow (nothing recorded yet) in the background;
+        ``run_token``: its row's created_at (WorkflowContext.run_token)."""
         ...

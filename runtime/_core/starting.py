@@ -209,6 +209,7 @@ def begin_workflow(
             dedup_id=dedup_id,
             parent_workflow_id=parent.workflow_id if parent else None,
             parent_executor_id=parent.executor_id if parent else None,
+            parent_run_token=parent.run_token if parent else None,
             max_recovery_attempts=spec.max_recovery_attempts,
             timeout=timeout,
             deadline=deadline,
@@ -226,7 +227,7 @@ def begin_workflow(
     if debounce is not None or (dedup_id is not None and on_duplicate == "return"):
         assert queue is not None, "only a queued workflow is debounced or deduplicated"
         joined, inserted = _join_or_insert(
-            sysdb, spec.name, queue, inputs, debounce, dedup_id, insert
+            sysdb, spec.name, queue, inputs, debounce, dedup_id, insert, partition_key, priority
         )
         if joined is not None:
             return Existing(joined, None, parent, parent_position)
@@ -258,6 +259,7 @@ def begin_workflow(
         workflow_id=wid,
         name=spec.name,
         executor_id=executor_id or "",
+        run_token=now,  # the row's created_at
         deadline_ms=deadline if status == Status.PENDING else None,
         depth=parent.depth + 1 if parent is not None else 0,
     )
@@ -272,33 +274,75 @@ def _join_or_insert(
     debounce: Debounce | None,
     dedup_id: str | None,
     insert: Any,
+    partition_key: str | None = None,
+    priority: int = 0,
 ) -> tuple[str | None, bool]:
     """(the live workflow this enqueue joins, or None and whether ``insert``
     inserted). A peer may insert, dequeue or end the workflow at any moment:
-    each attempt is one conditional statement, retried on a lost race."""
+    each attempt is one conditional statement, retried on a lost race. The
+    live workflow must be of the same function (a debounced one also of the
+    same partition and priority): else WorkflowConflictError."""
     from .._errors import QueueDedupError
 
     for _ in range(MAX_ENQUEUE_RACES):
         if debounce is not None:
-            found = sysdb.extend_debounced(queue, debounce.key, name, inputs, debounce.window_ms)
+            found = sysdb.extend_debounced(
+                queue, debounce.key, name, inputs, debounce.window_ms, partition_key, priority
+            )
             if found is not None:
                 return found, False
         elif dedup_id is not None:
-            found = sysdb.live_dedup(queue, dedup_id)
-            if found is not None:
-                return found, False
+            live = sysdb.live_dedup(queue, dedup_id)
+            if live is not None:
+                if live[1] != name:
+                    raise WorkflowConflictError(
+                        f"dedup_id {dedup_id!r} on queue {queue!r} belongs to live workflow "
+                        f"{live[0]} of {live[1]}, not {name}"
+                    )
+                return live[0], False
         try:
             return None, insert()
         except QueueDedupError:
             if debounce is not None:
-                other = sysdb.debounced_name(queue, debounce.key)
-                if other is not None and other != name:
-                    raise WorkflowConflictError(
-                        f"debounce_key {debounce.key!r} on queue {queue!r} is waiting for "
-                        f"{other}, not {name}"
-                    ) from None
+                waiting = sysdb.debounce_waiting(queue, debounce.key)
+                if waiting is not None:
+                    conflict = _not_joinable(
+                        queue, debounce.key, name, partition_key, priority, waiting
+                    )
+                    if conflict is not None:
+                        raise conflict from None
             continue  # a peer inserted first: join it
     raise WfError(f"enqueue on queue {queue!r} kept losing races to other enqueuers; try again")
+
+
+def _not_joinable(
+    queue: str,
+    key: str,
+    name: str,
+    partition_key: str | None,
+    priority: int,
+    waiting: tuple[str, str | None, int],
+) -> WorkflowConflictError | None:
+    """Why this debounced enqueue may not join the ``waiting`` workflow (its
+    function, partition key, priority), if it may not: a joining enqueue
+    keeps those, taking only the last call's arguments."""
+    w_name, w_partition, w_priority = waiting
+    if w_name != name:
+        return WorkflowConflictError(
+            f"debounce_key {key!r} on queue {queue!r} is waiting for {w_name}, not {name}"
+        )
+    differs = []
+    if w_partition != partition_key:
+        differs.append(f"partition_key {w_partition!r} (not {partition_key!r})")
+    if w_priority != priority:
+        differs.append(f"priority {w_priority} (not {priority})")
+    if not differs:
+        return None
+    return WorkflowConflictError(
+        f"debounce_key {key!r} on queue {queue!r} is waiting with {' and '.join(differs)}: "
+        "an enqueue joining it keeps its partition_key and priority, so it must pass the "
+        "same ones (or another debounce_key)"
+    )
 
 
 def start_workflow(
@@ -351,7 +395,9 @@ def start_workflow(
         if queue is None:
             assert ex is not None
             a, kw = plan.decoded_args()
-            ex.submit(spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms)
+            ex.submit(
+                spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms, run_token=plan.ctx.run_token
+            )
     if parent is not None and pos is not None and not recorded:
         assert ex is not None
         wid = record_started(ex, parent, pos, spec.name, wid)

@@ -52,6 +52,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
         dedup_id: str | None = None,
         parent_workflow_id: str | None = None,
         parent_executor_id: str | None = None,
+        parent_run_token: int | None = None,
         max_recovery_attempts: int = 50,
         timeout: float | None = None,
         deadline: int | None = None,
@@ -68,7 +69,11 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
         now = now or now_ms()
         timeout_ms = int(timeout * 1000) if timeout is not None else None
         errors_before = connection_errors_seen()
-        child = {} if parent_executor_id is None else {"parent_executor_id": parent_executor_id}
+        child = (
+            {}
+            if parent_executor_id is None
+            else {"parent_executor_id": parent_executor_id, "parent_run_token": parent_run_token}
+        )
         try:
             result = self.run(
                 "insert_workflow" if parent_executor_id is None else "insert_child_workflow",
@@ -132,12 +137,21 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
         return (row[0], row[1], row[2]) if row else None
 
     def finish_workflow(
-        self, workflow_id: str, executor_id: str, status: str, output: str | None, error: str | None
+        self,
+        workflow_id: str,
+        executor_id: str,
+        status: str,
+        output: str | None,
+        error: str | None,
+        run_token: int | None = None,
     ) -> bool:
+        """End the workflow, if it still runs under this run (``run_token``:
+        the row's created_at the run started on; None: any row of the executor)."""
         result = self.run(
             "finish_workflow",
             workflow_id=workflow_id,
             executor_id=executor_id,
+            run_token=run_token,
             status=status,
             output=output,
             error=error,
@@ -157,8 +171,15 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
             ).rowcount
         )
 
-    def release_cancelled_run(self, workflow_id: str, executor_id: str) -> None:
-        self.run("release_cancelled_run", workflow_id=workflow_id, executor_id=executor_id)
+    def release_cancelled_run(
+        self, workflow_id: str, executor_id: str, run_token: int | None = None
+    ) -> None:
+        self.run(
+            "release_cancelled_run",
+            workflow_id=workflow_id,
+            executor_id=executor_id,
+            run_token=run_token,
+        )
 
     def cancelled_among(self, workflow_ids: list[str], chunk: int = 500) -> list[str]:
         """Those of ``workflow_ids`` that are CANCELLED."""
@@ -198,6 +219,20 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
                 old_attempts=read.recovery_attempts,
                 old_updated_at=read.updated_at,
                 app_version=app_version or read.app_version,
+            ).rowcount
+        )
+
+    def move_enqueued_version(self, read: WorkflowRow, app_version: str) -> bool:
+        """Record the ENQUEUED workflow ``read`` as of ``app_version`` (its
+        queue's dequeuers of that version take it); False when it is no
+        longer waiting with the version it was read with."""
+        return bool(
+            self.run(
+                "move_enqueued_version",
+                workflow_id=read.workflow_id,
+                app_version=app_version,
+                old_app_version=read.app_version or "",
+                now=now_ms(),
             ).rowcount
         )
 
@@ -332,13 +367,18 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
         cancelled: bool = False,
         attempts: int = 1,
         detail: str | None = None,
+        run_token: int | None = None,
     ) -> bool:
         """Record a finished call; False when not recorded (already recorded,
-        or this executor no longer owns the running workflow). ``cancelled``:
-        record it on a workflow cancelled while the call ran (still ours)."""
+        or this run no longer owns the running workflow). ``cancelled``:
+        record it on a workflow cancelled while the call ran (still ours).
+        ``run_token``: the created_at of the row the run started on (a
+        workflow recorded again under a deleted one's ID is not that run's);
+        None: any row of this executor."""
         params = dict(
             workflow_id=workflow_id,
             executor_id=executor_id,
+            run_token=run_token,
             position=position,
             name=name,
             kind=kind,

@@ -62,6 +62,10 @@ class Dialect:
     # does a read-only @wf.transaction run READ ONLY (so the call's record is
     # written after it, not in it)? SQLite ignores the option.
     read_only_transactions: ClassVar[bool]
+    # LATERAL joins: a partitioned dequeue past the queue's head reads each
+    # partition's first workflows by index (queue_candidates_partition_heads;
+    # SQLite ranks them all, queue_candidates_partitioned)
+    lateral_joins: ClassVar[bool]
 
     def begin(self, isolation: str | None, read_only: bool) -> str:
         raise NotImplementedError
@@ -143,6 +147,7 @@ class PostgresDialect(Dialect):
     advisory_locks = True
     locks_database = False
     read_only_transactions = True
+    lateral_joins = True
 
     # connection exceptions; shutting down, cannot connect now; too many
     # clients; read-only (a standby, a demoted primary: wf waits for a
@@ -343,6 +348,7 @@ class SqliteDialect(Dialect):
     advisory_locks = False
     locks_database = True
     read_only_transactions = False
+    lateral_joins = False
 
     def begin(self, isolation: str | None, read_only: bool) -> str:
         # IMMEDIATE takes the write lock at once: a transaction that would

@@ -22,10 +22,18 @@ class MessagingMixin(BaseDatabase):
         level: str,
         step: str | None,
         message: str,
-    ) -> None:
-        self.run(
+        *,
+        executor_id: str,
+        run_token: int | None,
+    ) -> bool:
+        """A run's durable log line; False when not written (this run may
+        no longer write into the workflow: it was deleted, adopted or has
+        ended; or the line is there already, written by a replay)."""
+        result = self.run(
             "insert_log",
             workflow_id=workflow_id,
+            executor_id=executor_id,
+            run_token=run_token,
             position=position,
             seq=seq,
             time=time_ms,
@@ -33,6 +41,7 @@ class MessagingMixin(BaseDatabase):
             step=step,
             message=message,
         )
+        return bool(result.rowcount)
 
     def get_logs(
         self,
@@ -69,6 +78,30 @@ class MessagingMixin(BaseDatabase):
             self.on(conn, self.q("set_event"), params)
         else:
             self.run("set_event", **params)
+
+    def set_event_of_run(
+        self,
+        workflow_id: str,
+        key: str,
+        value: str,
+        *,
+        executor_id: str,
+        run_token: int | None,
+        conn: Any = None,
+    ) -> bool:
+        """A step's set_event: written only while this run may still write
+        into the workflow (as ``insert_log``); False when not written."""
+        params = dict(
+            workflow_id=workflow_id,
+            key=key,
+            value=value,
+            now=now_ms(),
+            executor_id=executor_id,
+            run_token=run_token,
+        )
+        if conn is not None:
+            return bool(self.on(conn, self.q("set_event_of_run"), params).rowcount)
+        return bool(self.run("set_event_of_run", **params).rowcount)
 
     def get_event(self, workflow_id: str, key: str) -> str | None:
         value = self.run("get_event", workflow_id=workflow_id, key=key).scalar()

@@ -28,10 +28,22 @@ STEP_COLUMNS = (
     "position, name, kind, output, error, child_workflow_id, started_at, ended_at, attempts, detail"
 )
 
+# The run that may write into a workflow: the row in flight under this
+# executor, and the very row the run was started on: ``:run_token`` is that
+# row's created_at (a workflow deleted and recorded again under its ID has
+# a newer one), so a run of a deleted workflow writes nothing into the next
+# workflow with its ID, also when that one lands on the same executor.
+# NULL: no token (tests and tools that write as an executor).
+_THIS_RUN = (
+    "executor_id = :executor_id"
+    " AND (CAST(:run_token AS BIGINT) IS NULL OR created_at = CAST(:run_token AS BIGINT))"
+)
+
 # A call's record, written only while its workflow is in the given state
-# under this executor (the row is read FOR SHARE on Postgres, so a claim
-# cannot interleave with the check and the write).
-_RECORD_STEP_WHILE = """
+# under this run (the row is read FOR SHARE on Postgres, so a claim or a
+# delete cannot interleave with the check and the write).
+_RECORD_STEP_WHILE = (
+    """
         INSERT INTO {s}steps (workflow_id, position, name, kind, output, error, child_workflow_id,
             started_at, ended_at, attempts, detail)
         SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:name AS TEXT),
@@ -40,9 +52,13 @@ _RECORD_STEP_WHILE = """
             CAST(:attempts AS INTEGER), CAST(:detail AS TEXT)
         WHERE EXISTS (
             SELECT 1 FROM {s}workflows
-            WHERE workflow_id = :workflow_id AND status = '%s' AND executor_id = :executor_id
+            WHERE workflow_id = :workflow_id AND status = '%s'
+                AND """
+    + _THIS_RUN
+    + """
             {for_share})
         ON CONFLICT (workflow_id, position) DO NOTHING"""
+)
 
 # Many calls' records in one statement (Postgres, group_commit.py): each
 # row written only while its workflow runs under its executor, as
@@ -59,16 +75,141 @@ _RECORD_STEPS_WHILE = """
             CAST(:name AS TEXT[]), CAST(:kind AS TEXT[]), CAST(:output AS TEXT[]),
             CAST(:error AS TEXT[]), CAST(:child_workflow_id AS TEXT[]),
             CAST(:started_at AS BIGINT[]), CAST(:ended_at AS BIGINT[]),
-            CAST(:attempts AS INTEGER[]), CAST(:detail AS TEXT[]), CAST(:executor_id AS TEXT[]))
+            CAST(:attempts AS INTEGER[]), CAST(:detail AS TEXT[]), CAST(:executor_id AS TEXT[]),
+            CAST(:run_token AS BIGINT[]))
             AS v(workflow_id, position, name, kind, output, error, child_workflow_id, started_at,
-                ended_at, attempts, detail, executor_id)
+                ended_at, attempts, detail, executor_id, run_token)
         WHERE EXISTS (
             SELECT 1 FROM {s}workflows w
             WHERE w.workflow_id = v.workflow_id AND w.status = '%s'
                 AND w.executor_id = v.executor_id
+                AND (v.run_token IS NULL OR w.created_at = v.run_token)
             FOR SHARE NOWAIT)
         ON CONFLICT (workflow_id, position) DO NOTHING
         RETURNING workflow_id, position"""
+
+# The partitioned dequeue's candidates: the oldest eligible workflows whose
+# partition has room, per partition no more than its free slots
+# (partition_concurrency minus its running workflows) and its rate budget
+# (partition_rate_limit minus its starts in the window); workflows without
+# a partition count only against the queue's own limits.
+#
+# Stage 1, the queue's head: its first 8 * :n waiting workflows in queue
+# order, leaving out partitions without room, ranked within their
+# partitions. A workflow's rank there is its rank among all its partition's
+# waiting ones (those before it are in the head too), so when the head
+# holds :n that may start, or is everything waiting, those are the answer:
+# the usual case, costing :n rows whatever the backlog. Stage 2, when a few
+# partitions fill the head (a tenant's burst): the head again without the
+# partitions whose room it filled (their candidates are the head's), which
+# answers the same way. Stage 3, past both: each statement's own way. A
+# stage's reads run only when it is reached (Postgres: a one-time filter;
+# SQLite: a LIMIT of 0, which skips a loop whose terms it would otherwise
+# test on every row).
+_PARTITION_ROOM = """
+        busy AS (
+            SELECT partition_key, COUNT(*) AS n FROM (
+                SELECT partition_key FROM {s}workflows
+                WHERE queue = :queue AND status = 'PENDING' {queue_index_terms}
+                UNION ALL
+                SELECT partition_key FROM {s}workflows
+                WHERE queue = :queue AND slot_held = 1
+                    AND status IN ('CANCELLED', 'ENQUEUED')) running
+            GROUP BY partition_key),
+        began AS (
+            SELECT partition_key, COUNT(*) AS n FROM {s}queue_starts
+            WHERE queue = :queue AND partition_key IS NOT NULL AND started_at >= :p_since
+            GROUP BY partition_key),
+        no_room AS (
+            SELECT partition_key FROM busy WHERE partition_key IS NOT NULL AND n >= :p_concurrency
+            UNION
+            SELECT partition_key FROM began WHERE n >= :p_rate),"""
+
+
+def _partition_head(head: str, skip: str, limit: str) -> str:
+    """A head (stage 1 or 2): ``head``, ``head_ranked`` (each workflow's
+    rank in its partition, the partition's free slots and rate budget) and
+    ``head_taken`` (those that may start); ``skip``: partitions left out
+    besides those without room."""
+    return f"""
+        {head} AS (
+            SELECT workflow_id, partition_key, priority, created_at, {{seq}} AS seq_
+            FROM {{s}}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND (not_before IS NULL OR not_before <= :now)
+                AND name IN :names AND slot_held = 0 {{app_version_terms}}
+                AND (partition_key IS NULL OR (
+                    partition_key NOT IN (SELECT partition_key FROM no_room){skip}))
+                {{queue_index_terms}}
+            ORDER BY priority, created_at, {{seq}} LIMIT {limit}),
+        {head}_ranked AS (
+            SELECT h.*, ROW_NUMBER() OVER (PARTITION BY h.partition_key
+                    ORDER BY h.priority, h.created_at, h.seq_) AS rn,
+                :p_concurrency - COALESCE(b.n, 0) AS slots, :p_rate - COALESCE(g.n, 0) AS budget
+            FROM {head} h
+            LEFT JOIN busy b ON b.partition_key = h.partition_key
+            LEFT JOIN began g ON g.partition_key = h.partition_key),
+        {head}_taken AS (
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM {head}_ranked
+            WHERE partition_key IS NULL OR (rn <= slots AND rn <= budget)),"""
+
+
+_PARTITION_SETTLED = """
+        settled AS (
+            SELECT (SELECT COUNT(*) FROM head_taken) >= :n
+                OR (SELECT COUNT(*) FROM head) < 8 * :n AS done)"""
+
+_PARTITION_HEADS = (
+    _PARTITION_ROOM
+    + _partition_head("head", "", "8 * :n")
+    + _PARTITION_SETTLED
+    + """,
+        filled AS (
+            SELECT DISTINCT partition_key FROM head_ranked
+            WHERE partition_key IS NOT NULL AND (rn >= slots OR rn >= budget)),"""
+    + _partition_head(
+        "head2",
+        " AND partition_key NOT IN (SELECT partition_key FROM filled)",
+        "CASE WHEN (SELECT done FROM settled) THEN 0 ELSE 8 * :n END",
+    )
+    + """
+        stage AS (
+            SELECT CASE WHEN (SELECT done FROM settled) THEN 1
+                WHEN (SELECT COUNT(*) FROM head2_taken) >= :n
+                    OR (SELECT COUNT(*) FROM head2) < 8 * :n THEN 2
+                ELSE 3 END AS n),"""
+)
+
+# stage 3: the waiting workflows without a partition
+_PARTITION_UNPARTITIONED = """
+        unpartitioned AS (
+            SELECT workflow_id, partition_key, priority, created_at, {seq} AS seq_
+            FROM {s}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NULL
+                AND (not_before IS NULL OR not_before <= :now)
+                AND name IN :names AND slot_held = 0 {app_version_terms}
+                {queue_index_terms}
+            ORDER BY priority, created_at, {seq}
+            LIMIT CASE WHEN (SELECT n FROM stage) < 3 THEN 0 ELSE :n END)"""
+
+# the answer of the stage reached (stage 2: its head's, and the first
+# head's of the partitions it left out)
+_PARTITION_ANSWER = """
+        SELECT workflow_id, partition_key FROM (
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM head_taken
+            WHERE (SELECT n FROM stage) = 1
+            UNION ALL
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM head_taken
+            WHERE (SELECT n FROM stage) = 2 AND partition_key IN (SELECT partition_key FROM filled)
+            UNION ALL
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM head2_taken
+            WHERE (SELECT n FROM stage) = 2
+            UNION ALL
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM partitioned
+            WHERE (SELECT n FROM stage) = 3
+            UNION ALL
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM unpartitioned
+            WHERE (SELECT n FROM stage) = 3) c
+        ORDER BY priority, created_at, seq_ LIMIT :n"""
 
 Q: dict[str, str] = {
     # -- schema ---------------------------------------------------------------
@@ -106,6 +247,8 @@ Q: dict[str, str] = {
             SELECT 1 FROM {s}workflows
             WHERE workflow_id = :parent_workflow_id AND status = 'PENDING'
                 AND executor_id = :parent_executor_id
+                AND (CAST(:parent_run_token AS BIGINT) IS NULL
+                    OR created_at = CAST(:parent_run_token AS BIGINT))
             {for_share})
         ON CONFLICT (workflow_id) DO NOTHING""",
     "get_workflow": "SELECT "
@@ -115,13 +258,14 @@ Q: dict[str, str] = {
     "finish_workflow": """
         UPDATE {s}workflows SET status = :status, output = :output, error = :error, updated_at = :now,
             slot_held = 0
-        WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
+        WHERE workflow_id = :workflow_id AND status = 'PENDING' AND """
+    + _THIS_RUN,
     "mark_retries_exceeded": """
         UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now, slot_held = 0
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",
     "inflight_executors": "SELECT DISTINCT executor_id FROM {s}workflows WHERE status = 'PENDING'",
     "inflight_of_executor": """
-        SELECT workflow_id, name FROM {s}workflows
+        SELECT workflow_id, name, app_version FROM {s}workflows
         WHERE status = 'PENDING' AND executor_id = :executor_id
         ORDER BY created_at""",
     "inflight_names": """
@@ -160,7 +304,8 @@ Q: dict[str, str] = {
         SET executor_id = :executor_id, recovery_attempts = recovery_attempts + 1, updated_at = :now,
             slot_held = 1{app_version_stamp}
         WHERE workflow_id IN (SELECT workflow_id FROM batch)
-        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
+            created_at""",
     # adopted rows past their recovery attempts (SPEC §4.6), in one statement
     "mark_retries_exceeded_of": """
         UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now, slot_held = 0
@@ -176,15 +321,16 @@ Q: dict[str, str] = {
         SET recovery_attempts = recovery_attempts + 1, updated_at = :now, slot_held = 1{app_version_stamp}
         WHERE status = 'PENDING' AND executor_id = :executor_id AND workflow_id IN :ids
             AND name IN :names AND updated_at < :before {app_version_terms}
-        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline""",
+        RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
+            created_at""",
     "cancel_workflow": """
         UPDATE {s}workflows SET status = 'CANCELLED', cancel_reason = :reason, updated_at = :now
         WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'ENQUEUED')""",
     # a cancelled run has stopped here: a resume may go ahead
     "release_cancelled_run": """
         UPDATE {s}workflows SET slot_held = 0
-        WHERE workflow_id = :workflow_id AND executor_id = :executor_id AND status = 'CANCELLED'
-            AND slot_held = 1""",
+        WHERE workflow_id = :workflow_id AND status = 'CANCELLED' AND slot_held = 1 AND """
+    + _THIS_RUN,
     "cancelled_among": """
         SELECT workflow_id FROM {s}workflows WHERE workflow_id IN :ids AND status = 'CANCELLED'""",
     "children_of": "SELECT workflow_id FROM {s}workflows WHERE parent_workflow_id = :workflow_id",
@@ -205,6 +351,13 @@ Q: dict[str, str] = {
         WHERE workflow_id = :workflow_id AND status = :old_status AND status <> 'SUCCESS'
             AND COALESCE(executor_id, '') = :old_executor_id
             AND recovery_attempts = :old_attempts AND updated_at = :old_updated_at""",
+    # a workflow waiting on its queue moved to another application version's
+    # code on purpose (wf resume --version): conditional on its still
+    # waiting with the version the caller read
+    "move_enqueued_version": """
+        UPDATE {s}workflows SET app_version = :app_version, updated_at = :now
+        WHERE workflow_id = :workflow_id AND status = 'ENQUEUED'
+            AND COALESCE(app_version, '') = :old_app_version""",
     "expired_deadlines": """
         SELECT workflow_id FROM {s}workflows
         WHERE deadline IS NOT NULL AND deadline < :now AND status IN ('PENDING', 'ENQUEUED')""",
@@ -267,9 +420,19 @@ Q: dict[str, str] = {
     "executor_workflows": "UPDATE {s}executors SET workflows = :workflows WHERE executor_id = :executor_id",
     "delete_executor": "DELETE FROM {s}executors WHERE executor_id = :executor_id",
     # -- logs -----------------------------------------------------------------------
+    # a run's line, written only while that run may still write (its row in
+    # flight or cancelled with a call still running, under this run: see
+    # _THIS_RUN), so a deleted workflow's run leaves none in a reused ID
     "insert_log": """
         INSERT INTO {s}logs (workflow_id, position, seq, time, level, step, message)
-        VALUES (:workflow_id, :position, :seq, :time, :level, :step, :message)
+        SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:seq AS INTEGER),
+            CAST(:time AS BIGINT), CAST(:level AS TEXT), CAST(:step AS TEXT), CAST(:message AS TEXT)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'CANCELLED') AND """
+    + _THIS_RUN
+    + """
+            {for_share})
         ON CONFLICT (workflow_id, position, seq) DO NOTHING""",
     # oldest first
     "get_logs": """
@@ -289,6 +452,18 @@ Q: dict[str, str] = {
     "delete_message": "DELETE FROM {s}messages WHERE message_id = :message_id",
     "set_event": """
         INSERT INTO {s}events (workflow_id, key, value, updated_at) VALUES (:workflow_id, :key, :value, :now)
+        ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
+    # a step's set_event (a plain write, not a recorded call): only while its
+    # run may write (as insert_log)
+    "set_event_of_run": """
+        INSERT INTO {s}events (workflow_id, key, value, updated_at)
+        SELECT CAST(:workflow_id AS TEXT), CAST(:key AS TEXT), CAST(:value AS TEXT), CAST(:now AS BIGINT)
+        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'CANCELLED') AND """
+    + _THIS_RUN
+    + """
+            {for_share})
         ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
     "get_event": "SELECT value FROM {s}events WHERE workflow_id = :workflow_id AND key = :key",
     "list_events": """
@@ -338,7 +513,8 @@ Q: dict[str, str] = {
         WHERE workflow_id = :workflow_id AND status = 'ENQUEUED' AND slot_held = 0
             AND (not_before IS NULL OR not_before <= :now)
         RETURNING workflow_id, name, inputs, recovery_attempts, max_recovery_attempts, deadline,
-            EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id)""",
+            EXISTS (SELECT 1 FROM {s}steps s WHERE s.workflow_id = {s}workflows.workflow_id),
+            created_at""",
     # a queue without global limits: the candidates taken in one statement
     # (no lock, no transaction). On Postgres rows another dequeuer holds are
     # skipped and the rest re-checked when locked; SQLite has one writer.
@@ -379,36 +555,41 @@ Q: dict[str, str] = {
     # a debounced enqueue joins the workflow waiting for its key: its start
     # moves to :until (never past the burst's debounce_until), its inputs
     # become this call's. Conditional on its still waiting (a dequeue that
-    # took it first makes this change nothing: the caller inserts anew)
+    # took it first makes this change nothing: the caller inserts anew) and
+    # on the same function, partition ('' for none) and priority
     "debounce_extend": """
         UPDATE {s}workflows SET inputs = :inputs, updated_at = :now,
             not_before = CASE WHEN debounce_until IS NOT NULL AND debounce_until < :until
                 THEN debounce_until ELSE :until END
         WHERE queue = :queue AND debounce_key = :key AND status = 'ENQUEUED' AND slot_held = 0
-            AND name = :name
+            AND name = :name AND COALESCE(partition_key, '') = :partition_key
+            AND priority = :priority
         RETURNING workflow_id""",
     "debounce_waiting": """
-        SELECT name FROM {s}workflows
+        SELECT name, partition_key, priority FROM {s}workflows
         WHERE queue = :queue AND debounce_key = :key AND status = 'ENQUEUED'""",
     "dedup_live": """
-        SELECT workflow_id FROM {s}workflows
+        SELECT workflow_id, name FROM {s}workflows
         WHERE queue = :queue AND dedup_id = :dedup_id AND status IN ('ENQUEUED', 'PENDING')""",
     # -- partitions (a queue with partition limits) ---------------------------------------
-    # the oldest eligible workflows whose partition has room: per partition
-    # (ROW_NUMBER) no more than its free slots (partition_concurrency minus
-    # its running workflows) and its rate budget (partition_rate_limit
-    # minus its starts in the window); workflows without a partition count
-    # only against the queue's own limits
-    "queue_candidates_partitioned": """
-        WITH busy AS (
-            SELECT partition_key, COUNT(*) AS n FROM {s}workflows
-            WHERE queue = :queue AND partition_key IS NOT NULL
-                AND (status = 'PENDING' OR (slot_held = 1 AND status IN ('CANCELLED', 'ENQUEUED')))
-            GROUP BY partition_key),
-        began AS (
-            SELECT partition_key, COUNT(*) AS n FROM {s}queue_starts
-            WHERE queue = :queue AND partition_key IS NOT NULL AND started_at >= :p_since
-            GROUP BY partition_key),
+    # stage 1 alone (_PARTITION_HEADS), sent first (planned in less than
+    # half the time of the whole): its candidates and true when they are
+    # the answer; else one row (NULL, NULL, false), and the whole is sent
+    "queue_partition_head": "WITH"
+    + _PARTITION_ROOM
+    + _partition_head("head", "", "8 * :n")
+    + _PARTITION_SETTLED
+    + """
+        SELECT c.workflow_id, c.partition_key, s.done FROM settled s
+        LEFT JOIN (
+            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM head_taken
+            ORDER BY priority, created_at, seq_ LIMIT :n) c ON s.done
+        ORDER BY c.priority, c.created_at, c.seq_""",
+    # the candidates (_PARTITION_HEADS); stage 3: every partition's waiting
+    # workflows ranked at once (SQLite: no LATERAL; -1: no limit)
+    "queue_candidates_partitioned": "WITH"
+    + _PARTITION_HEADS
+    + """
         ranked AS (
             SELECT workflow_id, partition_key, priority, created_at, {seq} AS seq_,
                 ROW_NUMBER() OVER (PARTITION BY partition_key
@@ -416,23 +597,45 @@ Q: dict[str, str] = {
             FROM {s}workflows
             WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NOT NULL
                 AND (not_before IS NULL OR not_before <= :now)
-                AND name IN :names AND slot_held = 0 {app_version_terms}),
-        unpartitioned AS (
-            SELECT workflow_id, partition_key, priority, created_at, {seq} AS seq_
-            FROM {s}workflows
-            WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NULL
-                AND (not_before IS NULL OR not_before <= :now)
                 AND name IN :names AND slot_held = 0 {app_version_terms}
-                {queue_index_terms}
-            ORDER BY priority, created_at, {seq} LIMIT :n)
-        SELECT workflow_id, partition_key FROM (
+                AND partition_key NOT IN (SELECT partition_key FROM no_room)
+            LIMIT CASE WHEN (SELECT n FROM stage) < 3 THEN 0 ELSE -1 END),
+        partitioned AS (
             SELECT r.workflow_id, r.partition_key, r.priority, r.created_at, r.seq_ FROM ranked r
             LEFT JOIN busy b ON b.partition_key = r.partition_key
             LEFT JOIN began g ON g.partition_key = r.partition_key
-            WHERE r.rn + COALESCE(b.n, 0) <= :p_concurrency AND r.rn + COALESCE(g.n, 0) <= :p_rate
-            UNION ALL
-            SELECT workflow_id, partition_key, priority, created_at, seq_ FROM unpartitioned) c
-        ORDER BY priority, created_at, seq_ LIMIT :n""",
+            WHERE r.rn + COALESCE(b.n, 0) <= :p_concurrency
+                AND r.rn + COALESCE(g.n, 0) <= :p_rate),"""
+    + _PARTITION_UNPARTITIONED
+    + _PARTITION_ANSWER,
+    # the same (Postgres: Dialect.lateral_joins); stage 3: each
+    # partition's first workflows that fit its room: the partitions read off
+    # wf_workflows_partition_waiting (index only; a skip scan's probe, one
+    # per partition, costs as much as a hundred of its entries), then per
+    # partition with room an index range of at most that room (LATERAL):
+    # no sort, and no heap read of any workflow past its partition's room
+    "queue_candidates_partition_heads": "WITH"
+    + _PARTITION_HEADS
+    + """
+        keys AS (
+            SELECT DISTINCT partition_key FROM {s}workflows
+            WHERE queue = :queue AND status = 'ENQUEUED' AND partition_key IS NOT NULL),
+        partitioned AS (
+            SELECT t.workflow_id, t.partition_key, t.priority, t.created_at, t.seq_ FROM keys k
+            LEFT JOIN busy b ON b.partition_key = k.partition_key
+            LEFT JOIN began g ON g.partition_key = k.partition_key
+            CROSS JOIN LATERAL (
+                SELECT w.workflow_id, w.partition_key, w.priority, w.created_at, w.{seq} AS seq_
+                FROM {s}workflows w
+                WHERE w.queue = :queue AND w.status = 'ENQUEUED' AND w.partition_key = k.partition_key
+                    AND (w.not_before IS NULL OR w.not_before <= :now)
+                    AND w.name IN :names AND w.slot_held = 0 {app_version_terms}
+                ORDER BY w.priority, w.created_at, w.{seq}
+                LIMIT GREATEST(LEAST(:p_concurrency - COALESCE(b.n, 0),
+                    :p_rate - COALESCE(g.n, 0), :n), 0)) t
+            WHERE COALESCE(b.n, 0) < :p_concurrency AND COALESCE(g.n, 0) < :p_rate),"""
+    + _PARTITION_UNPARTITIONED
+    + _PARTITION_ANSWER,
     "partition_counts": """
         SELECT queue, partition_key, status, COUNT(*) FROM {s}workflows
         WHERE partition_key IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')

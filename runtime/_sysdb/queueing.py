@@ -87,7 +87,11 @@ class QueueingMixin(BaseDatabase):
         if only is not None:
             candidates = self.q("queue_candidates_only")
         elif parts is not None:
-            candidates = self.q("queue_candidates_partitioned")
+            candidates = self.q(
+                "queue_candidates_partition_heads"
+                if self.backend.lateral_joins
+                else "queue_candidates_partitioned"
+            )
         else:
             candidates = self.q("queue_candidates")
         limited = concurrency is not None or rate_limit is not None or parts is not None
@@ -130,10 +134,16 @@ class QueueingMixin(BaseDatabase):
                 params["ids"] = only
             elif parts is not None:
                 params.update(parts.params(now))
-            chosen = [
-                (r[0], r[1] if parts is not None and only is None else None)
-                for r in conn.execute(candidates, params)
-            ]
+            if parts is not None and only is None:
+                # the queue's head alone first: the answer when it holds one
+                head = conn.execute(self.q("queue_partition_head"), params).fetchall()
+                if head and head[0][2]:
+                    rows = [r for r in head if r[0] is not None]
+                else:
+                    rows = conn.execute(candidates, params).fetchall()
+            else:
+                rows = conn.execute(candidates, params).fetchall()
+            chosen = [(r[0], r[1] if parts is not None and only is None else None) for r in rows]
             partition_of = dict(chosen)
             ids = [wid for wid, _ in chosen]
             for wid in ids:
@@ -195,7 +205,10 @@ class QueueingMixin(BaseDatabase):
             app_version=self.app_version,
         )
         # the statement's rows come in no particular order: start them in the queue's
-        return [ClaimedRow(*r[:7]) for r in sorted(rows, key=lambda r: tuple(r[7:]))]
+        # (the order key: priority, created_at, seq; created_at is the run token too)
+        return [
+            ClaimedRow.of(r, bool(r[6]), r[8]) for r in sorted(rows, key=lambda r: tuple(r[7:]))
+        ]
 
     def release_slots(self, executor_id: str, workflow_ids: list[str]) -> None:
         """Free the queue slots ``executor_id``'s stopped runs of these workflows hold."""
@@ -258,11 +271,19 @@ class QueueingMixin(BaseDatabase):
     # -- debouncing and deduplication (an enqueue joining a live workflow) -------------------
 
     def extend_debounced(
-        self, queue: str, key: str, name: str, inputs: str, window_ms: int
+        self,
+        queue: str,
+        key: str,
+        name: str,
+        inputs: str,
+        window_ms: int,
+        partition_key: str | None = None,
+        priority: int = 0,
     ) -> str | None:
-        """Join the workflow waiting for ``key`` on ``queue``: its start moves
+        """Join the workflow of ``name`` waiting for ``key`` on ``queue`` in
+        the same partition with the same priority: its start moves
         ``window_ms`` from now (within its max wait), its inputs become
-        ``inputs``. Its ID, or None when none waits."""
+        ``inputs``. Its ID, or None when none such waits."""
         now = now_ms()
         row = self.run(
             "debounce_extend",
@@ -272,18 +293,22 @@ class QueueingMixin(BaseDatabase):
             inputs=inputs,
             now=now,
             until=now + window_ms,
+            partition_key=partition_key or "",
+            priority=priority,
         ).first()
         return None if row is None else str(row[0])
 
-    def debounced_name(self, queue: str, key: str) -> str | None:
-        """The function of the workflow waiting for ``key`` on ``queue``, if any."""
+    def debounce_waiting(self, queue: str, key: str) -> tuple[str, str | None, int] | None:
+        """(function, partition key, priority) of the workflow waiting for
+        ``key`` on ``queue``, if any."""
         row = self.run("debounce_waiting", queue=queue, key=key).first()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), row[1], int(row[2]))
 
-    def live_dedup(self, queue: str, dedup_id: str) -> str | None:
-        """The enqueued or running workflow with ``dedup_id`` on ``queue``, if any."""
+    def live_dedup(self, queue: str, dedup_id: str) -> tuple[str, str] | None:
+        """(ID, function) of the enqueued or running workflow with
+        ``dedup_id`` on ``queue``, if any."""
         row = self.run("dedup_live", queue=queue, dedup_id=dedup_id).first()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
     # -- schedules ---------------------------------------------------------------------------
 
@@ -346,4 +371,5 @@ def _queue_info(
         p_conc,
         (int(p_rl_n), float(p_rl_s)) if p_rl_n is not None else None,
         tuple((k, e, r) for k, (e, r) in busiest[:BUSIEST_PARTITIONS]),
+        published=len(row) > 1,
     )

@@ -31,8 +31,11 @@ class RecoveryMixin(BaseDatabase):
     def inflight_names(self, executor_id: str) -> list[str]:
         return [r[0] for r in self.run("inflight_names", executor_id=executor_id)]
 
-    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self.run("inflight_of_executor", executor_id=executor_id)]
+    def inflight_of_executor(self, executor_id: str) -> list[tuple[str, str, str | None]]:
+        """(workflow_id, name, app_version) of its in-flight workflows, oldest first."""
+        return [
+            (r[0], r[1], r[2]) for r in self.run("inflight_of_executor", executor_id=executor_id)
+        ]
 
     def claim_batch(
         self,
@@ -98,7 +101,8 @@ class RecoveryMixin(BaseDatabase):
 
         def run() -> list[ClaimedRow]:
             with self.transaction() as conn:
-                return [ClaimedRow(*tuple(r)) for r in conn.execute(stmt, params)]
+                # RETURNING ..., deadline, created_at
+                return [ClaimedRow.of(r, True, r[6]) for r in conn.execute(stmt, params)]
 
         return self.retrying(run)
 

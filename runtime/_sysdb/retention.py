@@ -3,7 +3,8 @@
 ``wf.import_workflows``.
 
 A workflow is its ``workflows`` row plus the rows keyed by its ID: steps,
-logs, events, messages sent to it, delivered idempotency keys, and (when the
+logs, events, messages sent to it, delivered idempotency keys, streams
+(deleted with their workflow by their foreign key), and (when the
 application database is another one) its transactions' recorded outputs;
 its children are workflows whose ``parent_workflow_id`` names it,
 recursively. Everything of a tree goes in one transaction of the system
@@ -49,6 +50,8 @@ STEP_FIELDS = tuple(c.strip() for c in STEP_COLUMNS.split(","))
 EVENT_FIELDS = ("key", "value", "updated_at")
 LOG_FIELDS = ("position", "seq", "time", "level", "step", "message")
 MESSAGE_FIELDS = ("topic", "message", "idempotency_key", "created_at")
+# a stream's rows (streams.py): a value per writing call's position, the close a row too
+STREAM_FIELDS = ("key", "position", "value", "closed", "created_at")
 
 _ENDED = tuple(Status.ENDED)
 
@@ -131,6 +134,9 @@ SQL: dict[str, str] = {
     "export_messages": "SELECT destination_id, "
     + ", ".join(MESSAGE_FIELDS)
     + " FROM {s}messages WHERE destination_id {in_ids} ORDER BY message_id",
+    "export_streams": "SELECT workflow_id, "
+    + ", ".join(STREAM_FIELDS)
+    + " FROM {s}streams WHERE workflow_id {in_ids} ORDER BY workflow_id, key, position",
     "export_message_keys": """
         SELECT destination_id, idempotency_key FROM {s}message_keys WHERE destination_id {in_ids}
         ORDER BY destination_id, idempotency_key""",
@@ -153,6 +159,11 @@ SQL: dict[str, str] = {
     "ON CONFLICT (workflow_id, position, seq) DO NOTHING",
     "import_message": "INSERT INTO {s}messages (destination_id, topic, message, idempotency_key, "
     "created_at) VALUES (:workflow_id, :topic, :message, :idempotency_key, :created_at)",
+    "import_stream": "INSERT INTO {s}streams (workflow_id, "
+    + ", ".join(STREAM_FIELDS)
+    + ") VALUES (:workflow_id, "
+    + ", ".join(":" + f for f in STREAM_FIELDS)
+    + ")",
     "import_message_key": "INSERT INTO {s}message_keys (destination_id, idempotency_key) "
     "VALUES (:workflow_id, :idempotency_key) ON CONFLICT (destination_id, idempotency_key) DO NOTHING",
 }
@@ -398,8 +409,8 @@ def collect(
 
 
 def export_trees(db: SystemDatabase, roots: list[str]) -> list[dict[str, Any]]:
-    """One record per root: its row, steps, events, logs, pending messages
-    and delivered message keys, and the same for each descendant (flat, in
+    """One record per root: its row, steps, events, logs, pending messages,
+    delivered message keys and streams, and the same for each descendant (flat, in
     ``children``, parents before their children). Values are the stored
     text and epoch-millisecond integers, unchanged."""
     rows = tree_of(db, roots)
@@ -413,6 +424,7 @@ def export_trees(db: SystemDatabase, roots: list[str]) -> list[dict[str, Any]]:
             "logs": [],
             "messages": [],
             "message_keys": [],
+            "streams": [],
         }
         for w in ids
     }
@@ -425,6 +437,7 @@ def export_trees(db: SystemDatabase, roots: list[str]) -> list[dict[str, Any]]:
             ("export_logs", "logs", LOG_FIELDS),
             ("export_messages", "messages", MESSAGE_FIELDS),
             ("export_message_keys", "message_keys", ("idempotency_key",)),
+            ("export_streams", "streams", STREAM_FIELDS),
         ):
             for r in db.execute(sql(db, name), {"ids": chunk}):
                 t = tuple(r)
@@ -483,8 +496,9 @@ def import_trees(db: SystemDatabase, parts: list[dict[str, Any]]) -> list[str] |
                     ("import_log", "logs", LOG_FIELDS),
                     ("import_message", "messages", MESSAGE_FIELDS),
                     ("import_message_key", "message_keys", ("idempotency_key",)),
+                    ("import_stream", "streams", STREAM_FIELDS),
                 ):
-                    for item in p[key]:
+                    for item in p.get(key, ()):
                         conn.execute(
                             sql(db, name), {"workflow_id": wid, **{f: item.get(f) for f in fields}}
                         )

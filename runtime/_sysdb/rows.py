@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 def now_ms() -> int:
@@ -68,6 +69,13 @@ class ClaimedRow:
     deadline: int | None
     # has it recorded calls? (a dequeue knows: a fresh run then loads none)
     has_calls: bool = True
+    # the row's created_at: the run's token (WorkflowContext.run_token)
+    created_at: int | None = None
+
+    @staticmethod
+    def of(row: Any, has_calls: bool, created_at: int) -> ClaimedRow:
+        """From a claim's first six columns (workflow_id ... deadline)."""
+        return ClaimedRow(row[0], row[1], row[2], row[3], row[4], row[5], has_calls, created_at)
 
 
 _NEVER = 2**62  # an updated_at bound that excludes nothing

@@ -384,6 +384,16 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE {s}schedules ADD COLUMN queue TEXT",
         "ALTER TABLE {s}schedules ADD COLUMN created_at BIGINT",
     ],
+    # 9: the waiting workflows of each partition in dequeue order, so a
+    # partitioned dequeue that reads past the queue's head (queries.py,
+    # _PARTITION_HEADS) takes each partition's first ones by index instead
+    # of sorting and ranking every waiting row. Partial on partition_key IS
+    # NOT NULL: workflows without a partition never enter it (their enqueues
+    # and finishes cost nothing more); a partitioned one leaves it when it
+    # is dequeued.
+    [
+        "CREATE INDEX wf_workflows_partition_waiting ON {s}workflows (queue, partition_key, priority, created_at{seq_index}) WHERE status = 'ENQUEUED' AND partition_key IS NOT NULL",
+    ],
 ]
 
 # Kept in the application database (the system database by default): written

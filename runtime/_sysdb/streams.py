@@ -33,7 +33,7 @@ SQL: dict[str, str] = {
         ON CONFLICT (workflow_id, key, position) DO NOTHING""",
     # Postgres: a write or close and its call's record in one statement (one
     # round trip, like a step's record): the record is written only while
-    # the workflow runs under this executor (its row read FOR SHARE, as
+    # the workflow runs under this run (its row read FOR SHARE, as
     # queries.py's record_step); a write to a closed stream records
     # :closed_error and writes nothing. Answers (recorded, refused as closed).
     "stream_record": """
@@ -53,6 +53,8 @@ SQL: dict[str, str] = {
             WHERE EXISTS (
                 SELECT 1 FROM {s}workflows
                 WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id
+                    AND (CAST(:run_token AS BIGINT) IS NULL
+                        OR created_at = CAST(:run_token AS BIGINT))
                 FOR SHARE)
             ON CONFLICT (workflow_id, position) DO NOTHING
             RETURNING error
@@ -118,13 +120,15 @@ class StreamsMixin(BaseDatabase):
         closed: bool,
         started_at: int,
         closed_error: str,
+        run_token: int | None = None,
     ) -> tuple[bool, bool]:
         """A workflow's stream write (``closed``: its close) and the call's
         record, atomically: (recorded, refused). Not recorded: the workflow is
         not running under ``executor_id`` any more, or the call is recorded
         already (our own write whose answer a dropped connection lost), and
         nothing was written. Refused: a write to a closed stream, recorded
-        with the error ``closed_error`` and nothing written."""
+        with the error ``closed_error`` and nothing written. ``run_token``:
+        the run's row (its created_at), as ``record_step``."""
         params = dict(
             workflow_id=workflow_id,
             executor_id=executor_id,
@@ -137,6 +141,7 @@ class StreamsMixin(BaseDatabase):
             started_at=started_at,
             now=now_ms(),
             closed_error=closed_error,
+            run_token=run_token,
         )
         if self.backend.name == "postgresql":  # one statement
             row = self.execute(sql(self, "stream_record"), params).first()
@@ -158,6 +163,7 @@ class StreamsMixin(BaseDatabase):
                     closed_error if refused else None,
                     started_at,
                     conn=conn,
+                    run_token=run_token,
                 ):
                     return False, False  # nothing written: the transaction is empty
                 if not was_closed:

@@ -151,6 +151,7 @@ def _dequeue_loop(ex: Executor) -> None:
                             c.inputs,
                             c.deadline,
                             recorded=None if c.has_calls else {},
+                            run_token=c.created_at,
                         )
                         fut.add_done_callback(
                             functools.partial(_done_cb, done, name, c.workflow_id)

@@ -87,6 +87,8 @@ class Executor(Recovery):
         self._threads: list[threading.Thread] = []
         self._maintenance: threading.Thread | None = None
         self._running: dict[str, Future[Any]] = {}
+        # the run token (WorkflowContext.run_token) of each run in _running
+        self._run_tokens: dict[str, int | None] = {}
         # workflows run in their caller's thread (a direct call, a child)
         self._inline: set[str] = set()
         # threads outside the pool running a workflow inline: ident -> depth
@@ -221,9 +223,10 @@ class Executor(Recovery):
         args: list[Any],
         kwargs: dict[str, Any],
         deadline_ms: int | None = None,
+        run_token: int | None = None,
     ) -> Future[Any]:
         """Run a fresh workflow (nothing recorded yet) in the background."""
-        return self._submit(spec, workflow_id, deadline_ms, (args, kwargs))
+        return self._submit(spec, workflow_id, deadline_ms, (args, kwargs), run_token=run_token)
 
     def submit_replay(
         self,
@@ -233,13 +236,15 @@ class Executor(Recovery):
         deadline_ms: int | None = None,
         recorded: dict[int, StepRow] | None = None,
         adopted: bool = False,
+        run_token: int | None = None,
     ) -> Future[Any]:
         """Run a recorded workflow in the background; its inputs are decoded
         (and, unless given, its recorded calls loaded) in the worker thread,
         so adopting thousands of workflows costs no round trip per workflow
-        here. ``adopted`` (recovery): in the bounded pool of adopted runs."""
+        here. ``adopted`` (recovery): in the bounded pool of adopted runs.
+        ``run_token``: the row's created_at (WorkflowContext.run_token)."""
         pool = self.replays if adopted else self.pool
-        return self._submit(spec, workflow_id, deadline_ms, inputs, recorded, pool)
+        return self._submit(spec, workflow_id, deadline_ms, inputs, recorded, pool, run_token)
 
     def _submit(
         self,
@@ -249,21 +254,31 @@ class Executor(Recovery):
         inputs: tuple[list[Any], dict[str, Any]] | str,
         recorded: dict[int, StepRow] | None = None,
         pool: ElasticPool | None = None,
+        run_token: int | None = None,
     ) -> Future[Any]:
         ctx = WorkflowContext(
             workflow_id=workflow_id,
             name=spec.name,
             executor_id=self.executor_id,
+            run_token=run_token,
             deadline_ms=deadline_ms,
             recorded=recorded,
             executor=self,
         )
         with self._running_lock:
             existing = self._running.get(workflow_id)
-            if existing is not None and not existing.done():
-                return existing
+            if (
+                existing is not None
+                and not existing.done()
+                and self._run_tokens.get(workflow_id) == run_token
+            ):
+                return existing  # this very run goes on here already
+            # (a run still going under another token is of a deleted workflow
+            # that had this ID: it can write nothing into this one, which
+            # runs now, beside it)
             fut = (pool or self.pool).submit(run_background, self, spec, ctx, inputs)
             self._running[workflow_id] = fut
+            self._run_tokens[workflow_id] = run_token
         fut.add_done_callback(functools.partial(self._forget, workflow_id))
         return fut
 
@@ -271,6 +286,7 @@ class Executor(Recovery):
         with self._running_lock:
             if self._running.get(workflow_id) is fut:
                 del self._running[workflow_id]
+                self._run_tokens.pop(workflow_id, None)
 
     @contextlib.contextmanager
     def running_inline(self, workflow_id: str) -> Iterator[None]:
@@ -337,7 +353,9 @@ class Executor(Recovery):
             self._ended.wait(timeout)
 
     def load_and_submit(self, row: WorkflowRow, spec: WorkflowSpec) -> Future[Any]:
-        return self.submit_replay(spec, row.workflow_id, row.inputs, row.deadline)
+        return self.submit_replay(
+            spec, row.workflow_id, row.inputs, row.deadline, run_token=row.created_at
+        )
 
     # -- maintenance: heartbeats, timeouts, recovery ------------------------------------
 

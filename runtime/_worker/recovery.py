@@ -48,6 +48,7 @@ class Recovery:
     stopping: threading.Event
     connected_since: float
     started_ms: int
+    app_version: str | None
 
     def submit_replay(
         self,
@@ -57,6 +58,7 @@ class Recovery:
         deadline_ms: int | None = None,
         recorded: dict[int, StepRow] | None = None,
         adopted: bool = False,
+        run_token: int | None = None,
     ) -> Future[Any]:
         raise NotImplementedError
 
@@ -147,8 +149,8 @@ class Recovery:
                 size = min(2 * size, CLAIM_MAX)
             # what is left is code this process does not have: leave it for one that does
             if eid != self.executor_id:
-                for wid, name in self.sysdb.inflight_of_executor(eid):
-                    result.skipped.append((wid, f"function {name} is not defined in this process"))
+                for wid, name, version in self.sysdb.inflight_of_executor(eid):
+                    result.skipped.append((wid, self._why_skipped(wid, name, version)))
         # queue slots held by cancelled (or resumed) rows whose run has stopped:
         # a dead executor's runs all have; ours have when nothing here runs them
         # (the dequeue loop frees its own at once; this catches runs started
@@ -171,6 +173,17 @@ class Recovery:
                 self.sysdb.release_slots(eid, ids)
                 wake_dequeuers()
         return result
+
+    def _why_skipped(self, workflow_id: str, name: str, version: str | None) -> str:
+        """Why a dead executor's workflow was left where it is."""
+        if version is not None and self.app_version is not None and version != self.app_version:
+            # claims take only this release's workflows (or unversioned ones)
+            return (
+                f"it belongs to application version {version} (this process runs "
+                f"{self.app_version}): recover it with a worker of {version}, or move it to "
+                f"this release on purpose with `wf resume {workflow_id} --version {self.app_version}`"
+            )
+        return f"function {name} is not defined in this process"
 
     def sweep_orphans(self) -> list[str]:
         """Run this executor's own in-flight workflows that nothing here runs.
@@ -211,6 +224,14 @@ class Recovery:
             assert spec is not None
             log.info("recovering %s (%s) %s", c.workflow_id, c.name, source)
             recorded = {r.position: r for r in steps.get(c.workflow_id, [])}
-            self.submit_replay(spec, c.workflow_id, c.inputs, c.deadline, recorded, adopted=True)
+            self.submit_replay(
+                spec,
+                c.workflow_id,
+                c.inputs,
+                c.deadline,
+                recorded,
+                adopted=True,
+                run_token=c.created_at,
+            )
             started.append(c.workflow_id)
         return started

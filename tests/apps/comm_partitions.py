@@ -19,7 +19,11 @@ TENANTS = wf.Queue("part_tenants", concurrency=4, partition_concurrency=2)
 FAIR = wf.Queue("part_fair", partition_concurrency=1)
 # at most 2 starts per partition per 2 seconds
 PART_RATED = wf.Queue("part_rated", partition_rate_limit=(2, 2.0))
+# the same budget, one at a time per process: every worker process takes a share
+PART_RATED_EACH = wf.Queue("part_rated_each", worker_concurrency=1, partition_rate_limit=(2, 2.0))
 DEBOUNCED = wf.Queue("part_debounced")
+# debounced with priorities (a joining enqueue must keep the waiting one's)
+DEBOUNCED_PRIO = wf.Queue("part_debounced_prio", priority=True)
 
 
 @wf.step()

@@ -28,6 +28,35 @@ def test_status_of_a_failed_workflow_exits_0(wf_cli: Wf) -> None:
     assert "ERROR" in res.out and "nope" in res.out
     doc = wf_cli("status", "--json", "bad-one").ok().json()
     assert doc["error"]["message"] == "nope"
+    assert doc["error"]["causes"] == []
+
+
+def test_status_and_show_print_what_an_error_was_raised_from(wf_cli: Wf) -> None:
+    """Issue 17: the error's causes, outermost first, in the JSON and as
+    ``caused by`` lines; a failed step's error has its own."""
+    start = wf_cli("start", "--id", "chained", f"{APPS}:fail_chained").expect(1).out
+    assert "caused by" in start and "inner" in start
+    doc = wf_cli("status", "--json", "chained").ok().json()
+    assert set(doc) == WORKFLOW_KEYS
+    assert doc["error"] == {
+        "type": "builtins.RuntimeError",
+        "message": "outer",
+        "causes": [
+            {"type": "builtins.ValueError", "message": "inner"},
+            {"type": "builtins.KeyError", "message": "'deep'"},
+        ],
+    }
+    lines = wf_cli("status", "chained").ok().out.splitlines()
+    error_at = next(i for i, ln in enumerate(lines) if ln.startswith("error"))
+    assert "builtins.RuntimeError: outer" in lines[error_at]
+    assert lines[error_at + 1].split(None, 2) == ["caused", "by", "builtins.ValueError: inner"]
+    assert lines[error_at + 2].split(None, 2) == ["caused", "by", "builtins.KeyError: 'deep'"]
+    assert sum("caused by" in ln for ln in wf_cli("show", "chained").ok().out.splitlines()) >= 2
+
+    (step,) = wf_cli("steps", "--json", "chained").ok().json()
+    assert set(step) == STEP_KEYS
+    assert step["error"]["message"] == "inner"
+    assert step["error"]["causes"] == [{"type": "builtins.KeyError", "message": "'deep'"}]
 
 
 @pytest.mark.parametrize(

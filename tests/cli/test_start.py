@@ -71,7 +71,8 @@ def test_failed_workflow_exits_1_and_shows_the_error(wf_cli: Wf) -> None:
     assert "kaput" in res.out
     doc = wf_cli("start", "--json", f"{APPS}:fail", "kaput2").expect(1).json()
     assert doc["status"] == "ERROR"
-    assert set(doc["error"]) == {"type", "message"}
+    assert set(doc["error"]) == {"type", "message", "causes"}
+    assert doc["error"]["causes"] == []
     assert "ValueError" in doc["error"]["type"]
     assert doc["error"]["message"] == "kaput2"
 

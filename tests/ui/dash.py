@@ -1,6 +1,6 @@
 """Workflows for the dashboard tests: a pipeline with timed steps, a retried
-step, a transaction-free child, events and log lines; a failing one; and one
-that keeps running until it is cancelled."""
+step, a transaction-free child, events and log lines; failing ones (one with
+an error raised from another); and one that keeps running until it is cancelled."""
 
 from __future__ import annotations
 
@@ -64,6 +64,17 @@ def explode(n: int) -> None:
 def broken(n: int) -> None:
     fetch(1)
     explode(n)
+
+
+@wf.step(retries=0)
+def explode_from(n: int) -> None:
+    raise RuntimeError(f"step failed for {n}") from ValueError(f"<bad> input {n}")
+
+
+@wf.workflow()
+def broken_with_cause(n: int) -> None:
+    """Fails with the step's error, raised from a ValueError (issue 17)."""
+    explode_from(n)
 
 
 @wf.step()

@@ -141,6 +141,36 @@ def test_workflow_page_and_document(client: Any, recorded: Recorded) -> None:
     assert missing.status_code == 404 and "no workflow with ID" in missing.text
 
 
+def test_the_workflow_page_lists_what_its_error_was_raised_from(launched: str) -> None:
+    """Issue 17: the error's causes under it, in the document and on the
+    page, and under the failed step's error in the steps table (escaped)."""
+    import wf
+
+    from tests.ui import dash
+
+    with wf.set_workflow_id("caused-1"), pytest.raises(RuntimeError):
+        dash.broken_with_cause(3)
+    client = make_client()
+    doc = api(client, "/api/workflows/caused-1")
+    cause = {"type": "builtins.ValueError", "message": "<bad> input 3"}
+    assert doc["error"] == {
+        "type": "builtins.RuntimeError",
+        "message": "step failed for 3",
+        "causes": [cause],
+    }
+    assert doc["steps"][0]["error"]["causes"] == [cause]
+    page = client.get("/workflows/caused-1")
+    assert page.status_code == 200
+    facts = page.text.split('<dl class="facts">', 1)[1].split("</dl>", 1)[0]
+    assert re.search(
+        r'<ul class="causes"><li>caused by <b>builtins\.ValueError</b>: &lt;bad&gt; input 3</li></ul>',
+        facts,
+    ), facts
+    steps = page.text.split('id="steps"', 1)[1]
+    assert "caused by builtins.ValueError: &lt;bad&gt; input 3" in steps
+    assert "<bad>" not in page.text
+
+
 def test_the_list_shows_its_rows_first_and_counts_in_their_own_fragment(
     client: Any, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
 ) -> None:

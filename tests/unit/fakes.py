@@ -107,10 +107,21 @@ class InMemorySystemDatabase:
     def add_step(self, workflow_id: str, step: StepRow) -> None:
         self.steps[(workflow_id, step.position)] = step
 
-    def _runs_under(self, workflow_id: str, executor_id: str | None, status: str) -> bool:
-        """The ``WHERE EXISTS`` of the guarded writes."""
+    def _runs_under(
+        self,
+        workflow_id: str,
+        executor_id: str | None,
+        status: str,
+        run_token: int | None = None,
+    ) -> bool:
+        """The ``WHERE EXISTS`` of the guarded writes (``_THIS_RUN``)."""
         row = self.workflows.get(workflow_id)
-        return row is not None and row.status == status and row.executor_id == executor_id
+        return (
+            row is not None
+            and row.status == status
+            and row.executor_id == executor_id
+            and (run_token is None or row.created_at == run_token)
+        )
 
     # -- workflows (database.py) -----------------------------------------------------
 
@@ -127,6 +138,7 @@ class InMemorySystemDatabase:
         dedup_id: str | None = None,
         parent_workflow_id: str | None = None,
         parent_executor_id: str | None = None,
+        parent_run_token: int | None = None,
         max_recovery_attempts: int = 50,
         timeout: float | None = None,
         deadline: int | None = None,
@@ -139,7 +151,7 @@ class InMemorySystemDatabase:
         self.calls["insert_workflow"] += 1
         now = now or now_ms()
         if parent_executor_id is not None and not self._runs_under(
-            parent_workflow_id or "", parent_executor_id, Status.PENDING
+            parent_workflow_id or "", parent_executor_id, Status.PENDING, parent_run_token
         ):
             return False  # insert_child_workflow: the parent is not running under that executor
         if workflow_id in self.workflows:
@@ -190,10 +202,16 @@ class InMemorySystemDatabase:
         return (row.status, row.output, row.error) if row else None
 
     def finish_workflow(
-        self, workflow_id: str, executor_id: str, status: str, output: str | None, error: str | None
+        self,
+        workflow_id: str,
+        executor_id: str,
+        status: str,
+        output: str | None,
+        error: str | None,
+        run_token: int | None = None,
     ) -> bool:
         self.calls["finish_workflow"] += 1
-        if not self._runs_under(workflow_id, executor_id, Status.PENDING):
+        if not self._runs_under(workflow_id, executor_id, Status.PENDING, run_token):
             return False
         row = self.workflows[workflow_id]
         self.workflows[workflow_id] = dataclasses.replace(
@@ -201,13 +219,15 @@ class InMemorySystemDatabase:
         )
         return True
 
-    def release_cancelled_run(self, workflow_id: str, executor_id: str) -> None:
+    def release_cancelled_run(
+        self, workflow_id: str, executor_id: str, run_token: int | None = None
+    ) -> None:
         self.calls["release_cancelled_run"] += 1
         row = self.workflows.get(workflow_id)
         if (
             row is not None
             and row.slot_held == 1
-            and self._runs_under(workflow_id, executor_id, Status.CANCELLED)
+            and self._runs_under(workflow_id, executor_id, Status.CANCELLED, run_token)
         ):
             self.workflows[workflow_id] = dataclasses.replace(row, slot_held=0)
 
@@ -243,12 +263,13 @@ class InMemorySystemDatabase:
         cancelled: bool = False,
         attempts: int = 1,
         detail: str | None = None,
+        run_token: int | None = None,
     ) -> bool:
         self.calls["record_step_cancelled" if cancelled else "record_step"] += 1
         # record_step / record_step_cancelled: only while the workflow is
-        # PENDING (CANCELLED) under this executor, and the position is free
+        # PENDING (CANCELLED) under this run, and the position is free
         status = Status.CANCELLED if cancelled else Status.PENDING
-        if not self._runs_under(workflow_id, executor_id, status):
+        if not self._runs_under(workflow_id, executor_id, status, run_token):
             return False
         if (workflow_id, position) in self.steps:
             return False  # ON CONFLICT (workflow_id, position) DO NOTHING
@@ -320,6 +341,7 @@ class FakeRuntime:
         args: list[Any],
         kwargs: dict[str, Any],
         deadline_ms: int | None = None,
+        run_token: int | None = None,
     ) -> Future[Any]:
         self.submitted.append(Submitted(spec, workflow_id, args, kwargs, deadline_ms))
         return Future()

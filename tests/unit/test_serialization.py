@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 import wf
-from wf._serialization import dumps, dumps_error, loads, loads_error_info, rebuild_error
+from wf._serialization import (
+    dumps,
+    dumps_error,
+    loads,
+    loads_error_info,
+    rebuild_error,
+    rebuild_error_json,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -354,3 +361,124 @@ def test_no_pickle_anywhere_in_the_library() -> None:
         for m in _PICKLE_USE.finditer(p.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+# -- error chains (issue 17) ----------------------------------------------------------------
+
+
+def _raised(fn: Any) -> BaseException:
+    try:
+        fn()
+    except BaseException as e:
+        return e
+    raise AssertionError("did not raise")
+
+
+def _explicit() -> None:
+    raise RuntimeError("outer") from ValueError("inner")
+
+
+def _implicit_chain() -> None:
+    try:
+        try:
+            {}["k"]
+        except KeyError:
+            raise MyError("middle")  # noqa: B904
+    except MyError:
+        raise RuntimeError("outer")  # noqa: B904
+
+
+def test_a_recorded_error_keeps_its_explicit_cause() -> None:
+    text = dumps_error(_raised(_explicit))
+    assert json.loads(text)["causes"] == [
+        {"type": "builtins.ValueError", "message": "inner", "args": ["inner"]}
+    ]
+    info = loads_error_info(text)
+    assert info == wf.ErrorInfo(
+        "builtins.RuntimeError", "outer", (wf.ErrorInfo("builtins.ValueError", "inner"),)
+    )
+    exc = rebuild_error(info)  # type: ignore[arg-type]
+    assert type(exc) is RuntimeError and str(exc) == "outer"
+    assert type(exc.__cause__) is ValueError and str(exc.__cause__) == "inner"
+    assert exc.__cause__.__cause__ is None and exc.__suppress_context__
+
+
+def test_a_recorded_error_keeps_its_implicit_context_chain_outermost_first() -> None:
+    exc = _raised(_implicit_chain)
+    assert exc.__cause__ is None and not exc.__suppress_context__
+    text = dumps_error(exc)
+    info = loads_error_info(text)
+    assert info is not None
+    assert [(c.type, c.message) for c in info.causes] == [
+        (f"{__name__}.MyError", "middle"),
+        ("builtins.KeyError", "'k'"),
+    ]
+    # rebuilt from the record: the same chain, as __cause__ links; a KeyError's
+    # message (its repr of the key) comes back the same because its args were kept
+    again = rebuild_error_json(text)
+    assert type(again) is RuntimeError and str(again) == "outer"
+    mid = again.__cause__
+    assert type(mid) is MyError and str(mid) == "middle"
+    assert type(mid.__cause__) is KeyError and str(mid.__cause__) == "'k'"
+    assert dumps_error(again) == text  # a replay records the same error
+
+
+def test_a_suppressed_context_is_not_a_cause() -> None:
+    def suppressed() -> None:
+        try:
+            {}["k"]
+        except KeyError:
+            raise RuntimeError("clean") from None
+
+    info = loads_error_info(dumps_error(_raised(suppressed)))
+    assert info is not None and info.causes == ()
+    assert "causes" not in json.loads(dumps_error(ValueError("plain")))
+
+
+def test_cause_chains_are_bounded_and_cycles_end_them() -> None:
+    exc: BaseException = ValueError("0")
+    for i in range(1, 30):
+        outer = ValueError(str(i))
+        outer.__cause__ = exc
+        exc = outer
+    causes = json.loads(dumps_error(exc))["causes"]
+    assert [c["message"] for c in causes] == [str(i) for i in range(28, 20, -1)]  # 8 of them
+
+    a, b = ValueError("a"), ValueError("b")
+    a.__cause__, b.__cause__ = b, a
+    assert [c["message"] for c in json.loads(dumps_error(a))["causes"]] == ["b"]
+
+
+def test_a_long_cause_message_is_cut_and_huge_args_dropped() -> None:
+    exc = RuntimeError("outer")
+    exc.__cause__ = ValueError("x" * 10_000)
+    cause = json.loads(dumps_error(exc))["causes"][0]
+    assert len(cause["message"]) == 2000 and cause["message"].endswith("…")
+    assert "args" not in cause
+    rebuilt = rebuild_error(loads_error_info(dumps_error(exc)))  # type: ignore[arg-type]
+    assert str(rebuilt.__cause__) == cause["message"]
+
+
+def test_an_unknown_cause_class_becomes_a_workflow_failed_error() -> None:
+    text = json.dumps(
+        {
+            "type": "builtins.RuntimeError",
+            "message": "outer",
+            "causes": [{"type": "no_such_module_xyz.Boom", "message": "it broke"}],
+        }
+    )
+    exc = rebuild_error_json(text)
+    assert isinstance(exc.__cause__, wf.WorkflowFailedError)
+    assert exc.__cause__.type_name == "no_such_module_xyz.Boom"
+    assert loads_error_info(dumps_error(exc)) == loads_error_info(text)
+
+
+def test_an_error_recorded_before_causes_were_kept_still_loads() -> None:
+    old = '{"type": "builtins.ValueError", "message": "old", "args": ["old"]}'
+    assert loads_error_info(old) == wf.ErrorInfo("builtins.ValueError", "old")
+    assert loads_error_info(old).causes == ()  # type: ignore[union-attr]
+    exc = rebuild_error_json(old)
+    assert type(exc) is ValueError and str(exc) == "old" and exc.__cause__ is None
+    assert loads_error_info('{"type": "builtins.ValueError", "message": "m"}') == wf.ErrorInfo(
+        "builtins.ValueError", "m"
+    )

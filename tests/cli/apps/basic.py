@@ -55,6 +55,23 @@ def fail(message: str = "boom") -> None:
     explode(message)
 
 
+@wf.step(retries=0)
+def explode_chained() -> None:
+    try:
+        raise KeyError("deep")
+    except KeyError as e:
+        raise ValueError("inner") from e
+
+
+@wf.workflow()
+def fail_chained(message: str = "outer") -> None:
+    """Fails with a RuntimeError raised from a ValueError raised from a KeyError."""
+    try:
+        explode_chained()
+    except ValueError:
+        raise RuntimeError(message)  # noqa: B904 (an implicit context, on purpose)
+
+
 @wf.workflow()
 def counted(label: str) -> int:
     n = count(label)
