@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import _config
 from ._api import cancel_in, resume_in
 from ._comm import get_event_in, send_in
-from ._core import check_workflow_id, encode_inputs, start_workflow, wait_outcome
+from ._core import (
+    check_workflow_id,
+    encode_inputs,
+    enqueue_options,
+    start_workflow,
+    wait_outcome,
+)
 from ._errors import ConfigurationError, WfError, WorkflowNotFoundError
 from ._inspect import get_workflow_in, list_steps_in, list_workflows_in
 from ._records import StepInfo, WorkflowInfo
 from ._registry import WorkflowSpec, check_recorded_name
+from ._streams import StreamReader, read_stream_in
 
 if TYPE_CHECKING:
     from ._sysdb import SystemDatabase
@@ -163,6 +171,11 @@ class Client:
         dedup_id: str | None = None,
         delay: float | None = None,
         timeout: float | None = None,
+        partition_key: str | None = None,
+        debounce_key: str | None = None,
+        debounce: float | None = None,
+        debounce_max_wait: float | None = None,
+        on_duplicate: str = "raise",
         **kwargs: Any,
     ) -> ClientHandle:
         """Put the workflow recorded as ``workflow`` (``"module:function"``)
@@ -171,11 +184,16 @@ class Client:
         this name enqueues nothing new. ``dedup_id``: QueueDedupError while
         another workflow with it is enqueued or running on the queue;
         ``priority``: lower runs first; ``delay``: not before this many
-        seconds; ``timeout``: cancelled this long after a worker starts it.
-        Arguments are encoded as wf records them: a value it cannot store is
-        a SerializationError, and nothing is written."""
+        seconds; ``timeout``: cancelled this long after a worker starts it;
+        ``partition_key``, ``debounce_key``/``debounce``/``debounce_max_wait``
+        and ``on_duplicate`` as for ``wf.Queue.enqueue``. Arguments are
+        encoded as wf records them: a value it cannot store is a
+        SerializationError, and nothing is written."""
         name, max_attempts = _recorded_name(workflow)
         _check_options(queue, workflow_id, priority, dedup_id, delay, timeout)
+        debounced = enqueue_options(
+            on_duplicate, partition_key, debounce_key, debounce, debounce_max_wait, delay, dedup_id
+        )
         encode_inputs(args, kwargs)  # SerializationError before the database is touched
         spec = WorkflowSpec(name, _not_here, False, max_attempts)
         wid = start_workflow(
@@ -190,6 +208,9 @@ class Client:
             priority=priority or 0,
             dedup_id=dedup_id,
             delay=delay,
+            partition_key=partition_key,
+            debounce=debounced,
+            on_duplicate=on_duplicate,
         )
         return ClientHandle(self, wid)
 
@@ -218,6 +239,12 @@ class Client:
         """The value the workflow set under ``key``, waiting up to ``timeout``
         seconds for it; None if it never came."""
         return get_event_in(self._db(), workflow_id, key, timeout)
+
+    def read_stream(self, workflow_id: str, key: str, *, follow: bool = True) -> StreamReader:
+        """The values of the workflow's stream ``key``, in order, each once
+        (``wf.read_stream``): blocks for more until it is closed or the
+        workflow ends (``follow=False``: only what is written now)."""
+        return read_stream_in(self._db(), workflow_id, key, follow=follow)
 
     def cancel(self, workflow_id: str, *, reason: str | None = None) -> None:
         """Cancel a workflow and its children; its worker stops it before its next call."""
@@ -326,6 +353,11 @@ class AsyncClient:
         dedup_id: str | None = None,
         delay: float | None = None,
         timeout: float | None = None,
+        partition_key: str | None = None,
+        debounce_key: str | None = None,
+        debounce: float | None = None,
+        debounce_max_wait: float | None = None,
+        on_duplicate: str = "raise",
         **kwargs: Any,
     ) -> AsyncClientHandle:
         handle = await asyncio.to_thread(
@@ -338,6 +370,11 @@ class AsyncClient:
                 dedup_id=dedup_id,
                 delay=delay,
                 timeout=timeout,
+                partition_key=partition_key,
+                debounce_key=debounce_key,
+                debounce=debounce,
+                debounce_max_wait=debounce_max_wait,
+                on_duplicate=on_duplicate,
                 **kwargs,
             )
         )
@@ -360,6 +397,18 @@ class AsyncClient:
 
     async def get_event(self, workflow_id: str, key: str, timeout: float = 60) -> Any:
         return await asyncio.to_thread(self._client.get_event, workflow_id, key, timeout)
+
+    async def read_stream(
+        self, workflow_id: str, key: str, *, follow: bool = True
+    ) -> AsyncIterator[Any]:
+        """``async for value in client.read_stream(wid, key)``: the waiting
+        happens in a worker thread; the event loop runs on meanwhile."""
+        reader = await asyncio.to_thread(self._client.read_stream, workflow_id, key, follow=follow)
+        try:
+            while (entry := await asyncio.to_thread(reader.next_entry)) is not None:
+                yield entry.value
+        finally:
+            reader.close()
 
     async def cancel(self, workflow_id: str, *, reason: str | None = None) -> None:
         await asyncio.to_thread(lambda: self._client.cancel(workflow_id, reason=reason))

@@ -108,17 +108,13 @@ class Queue:
         ``debounce_max_wait`` after the first), with the last call's
         arguments; every caller gets its handle."""
         from ._api import _start
-        from ._core import Debounce
+        from ._core import enqueue_options
 
         if priority is not None and not self.priority:
             raise ConfigurationError(f"queue {self.name!r} was not declared with priority=True")
-        if on_duplicate not in ("raise", "return"):
-            raise ConfigurationError(f"on_duplicate is 'raise' or 'return', not {on_duplicate!r}")
-        if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
-            raise ConfigurationError("a partition_key is a non-empty string")
-        debounced = None
-        if debounce_key is not None or debounce is not None:
-            debounced = Debounce.of(debounce_key, debounce, debounce_max_wait, delay, dedup_id)
+        debounced = enqueue_options(
+            on_duplicate, partition_key, debounce_key, debounce, debounce_max_wait, delay, dedup_id
+        )
         return _start(
             fn,
             args,

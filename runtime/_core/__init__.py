@@ -40,6 +40,7 @@ from .starting import (
     begin_workflow,
     check_workflow_id,
     encode_inputs,
+    enqueue_options,
     record_started,
     reserve_child,
     start_workflow,
@@ -47,6 +48,7 @@ from .starting import (
 from .wakeups import Waiter, ensure_listener, notify_local, wake_dequeuers
 
 __all__ = [
+    "enqueue_options",
     "ChildSlot",
     "Debounce",
     "Existing",

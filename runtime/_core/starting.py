@@ -96,6 +96,26 @@ class Debounce:
         return Debounce(key, int(window * 1000), None if max_wait is None else int(max_wait * 1000))
 
 
+def enqueue_options(
+    on_duplicate: str,
+    partition_key: str | None,
+    debounce_key: str | None,
+    debounce: float | None,
+    debounce_max_wait: float | None,
+    delay: float | None,
+    dedup_id: str | None,
+) -> Debounce | None:
+    """The checks of an enqueue's partition, debounce and duplicate options
+    (``Queue.enqueue`` and ``wf.Client.enqueue`` alike); the debounce, if any."""
+    if on_duplicate not in ("raise", "return"):
+        raise ConfigurationError(f"on_duplicate is 'raise' or 'return', not {on_duplicate!r}")
+    if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
+        raise ConfigurationError("a partition_key is a non-empty string")
+    if debounce_key is None and debounce is None:
+        return None
+    return Debounce.of(debounce_key, debounce, debounce_max_wait, delay, dedup_id)
+
+
 MAX_ID_BYTES = 1024
 MAX_CHILD_DEPTH = 100
 # a debounced or deduplicated enqueue that keeps losing races to peers gives up

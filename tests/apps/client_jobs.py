@@ -51,3 +51,12 @@ def chat(tag: str) -> dict[str, object]:
     msg = wf.recv("go", timeout=120)
     wf.set_event("got", msg)
     return {"tag": tag, "msg": msg, "step_runs": runs}
+
+
+@wf.workflow()
+def progress(n: int) -> int:
+    """Streams 0..n-1 under ``progress``, then closes it."""
+    for i in range(n):
+        wf.write_stream("progress", i)
+    wf.close_stream("progress")
+    return n

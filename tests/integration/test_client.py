@@ -241,6 +241,46 @@ def test_async_client(db_url: str, code: WorkerCode) -> None:
     assert seen["steps"] == 4 and seen["listed"] == ["async-chat"] and seen["again"] == "SUCCESS"
 
 
+def test_partitions_debounce_duplicates_and_streams_through_a_client(
+    db_url: str, code: WorkerCode
+) -> None:
+    with wf.Client(db_url) as client:
+        # the queue options wf.Queue.enqueue takes, checked the same way: nothing written
+        for bad in (
+            {"on_duplicate": "ignore"},
+            {"partition_key": ""},
+            {"debounce_key": "k"},
+            {"debounce_key": "k", "debounce": 1.0, "delay": 5},
+        ):
+            with pytest.raises(wf.ConfigurationError):
+                client.enqueue("clientjobs:add", 1, 1, **bad)  # type: ignore[arg-type]
+        assert client.list_workflows() == []
+        tenant = client.enqueue("clientjobs:add", 1, 1, partition_key="t-1")
+        # a burst with one debounce key: one workflow, run with the last call's arguments
+        burst = [
+            client.enqueue("clientjobs:add", n, 100, debounce_key="doc", debounce=0.5)
+            for n in (1, 2, 3)
+        ]
+        assert len({h.workflow_id for h in burst}) == 1
+        first = client.enqueue("clientjobs:add", 7, 7, dedup_id="o-1", delay=60)
+        again = client.enqueue("clientjobs:add", 7, 7, dedup_id="o-1", on_duplicate="return")
+        assert again.workflow_id == first.workflow_id
+        streamed = client.enqueue("clientjobs:progress", 5, workflow_id="client-stream")
+        with running_worker(code, db_url):
+            assert tenant.result(timeout=60) == 2
+            assert burst[0].result(timeout=60) == 103
+            assert list(client.read_stream(streamed.workflow_id, "progress")) == [0, 1, 2, 3, 4]
+
+            async def read_async() -> list[object]:
+                async with wf.AsyncClient(db_url) as aclient:
+                    return [v async for v in aclient.read_stream("client-stream", "progress")]
+
+            assert asyncio.run(read_async()) == [0, 1, 2, 3, 4]
+        assert client.get_workflow(tenant.workflow_id).partition_key == "t-1"
+        assert code.runs("add-3-100") == 1 and code.runs("add-1-100") == 0
+        client.cancel(first.workflow_id)
+
+
 def test_executors_record_the_workflows_they_registered(db_url: str) -> None:
     """What `wf status` judges by: each executor's row lists the names it
     has registered, rewritten when that set grows (a module imported later)."""
