@@ -651,9 +651,6 @@ Q: dict[str, str] = {
     "schedule_ticked": """
         UPDATE {s}schedules SET last_tick = :tick
         WHERE name = :name AND (last_tick IS NULL OR last_tick < :tick)""",
-    "list_schedules": """
-        SELECT name, workflow_name, cron, source, paused, last_tick, updated_at
-        FROM {s}schedules ORDER BY name""",
     # -- queues ------------------------------------------------------------------------
     "upsert_queue": """
         INSERT INTO {s}queues (name, concurrency, worker_concurrency, rate_limit_n, rate_limit_seconds,

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._records import QueueInfo, Status
 from .base import BaseDatabase
-from .rows import ClaimedRow, ScheduleRow, now_ms
+from .rows import ClaimedRow, now_ms
 
 log = logging.getLogger("wf")
 
@@ -320,9 +320,6 @@ class QueueingMixin(BaseDatabase):
 
     def schedule_ticked(self, name: str, tick_ms: int) -> None:
         self.run("schedule_ticked", name=name, tick=tick_ms)
-
-    def list_schedules(self) -> list[ScheduleRow]:
-        return [ScheduleRow(*r) for r in self.run("list_schedules")]
 
 
 # more than any queue holds: "no limit" inside the partitioned candidates query

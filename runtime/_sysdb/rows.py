@@ -93,17 +93,6 @@ class ExecutorRow:
 
 
 @dataclass(frozen=True)
-class ScheduleRow:
-    name: str
-    workflow_name: str
-    cron: str
-    source: str  # "code": declared by a worker's @wf.scheduled
-    paused: int
-    last_tick: int | None
-    updated_at: int
-
-
-@dataclass(frozen=True)
 class EventRow:
     key: str
     value: str
