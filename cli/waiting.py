@@ -99,7 +99,9 @@ def stuck_note(workflow_id: str) -> str | None:
     unserved: dict[str, list[WorkflowInfo]] = {}
     for w in waiting:
         q = w.queue or "default"
-        if w.status == "ENQUEUED" and not any(e.queues is None or q in e.queues for e in executors):
+        if w.status in ("ENQUEUED", "DELAYED") and not any(
+            e.queues is None or q in e.queues for e in executors
+        ):
             unserved.setdefault(q, []).append(w)
     notes = [_unserved_note(q, ws) for q, ws in unserved.items()]
     if orphaned:

@@ -8,7 +8,8 @@ import typer
 
 from .. import bulk, common, errors, filters, options, output
 
-_CANCELLABLE = ("ENQUEUED", "PENDING")
+# DELAYED: an ENQUEUED workflow whose delay has not passed (shown, not stored)
+_CANCELLABLE = ("ENQUEUED", "DELAYED", "PENDING")
 
 
 @errors.command

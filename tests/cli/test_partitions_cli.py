@@ -122,3 +122,18 @@ def test_status_of_a_delayed_workflow_says_when_it_is_eligible_and_who_runs_it(
     enq = _status_rows(wf_cli, queued)
     assert enq["status"] == "ENQUEUED" and enq["queued"].endswith("…")
     assert "it stays ENQUEUED until one does" in enq["worker"]
+
+
+def test_delayed_workflows_are_cancelled_by_status_like_enqueued_ones(
+    wf_cli: Wf, db_url: str
+) -> None:
+    (delayed, queued) = _enqueue(
+        db_url,
+        "print(app.DEBOUNCED.enqueue(app.other, 'later', delay=600).workflow_id)\n"
+        "print(app.DEBOUNCED.enqueue(app.other, 'now').workflow_id)",
+    )
+    # DELAYED is a status wf shows: a filter on it selects, and cancels, those only
+    out = wf_cli("cancel", "--status", "DELAYED", "--yes", "-o", "ids").ok().out.split()
+    assert out == [delayed]
+    assert _status_rows(wf_cli, delayed)["status"] == "CANCELLED"
+    assert _status_rows(wf_cli, queued)["status"] == "ENQUEUED"
