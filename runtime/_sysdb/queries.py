@@ -38,6 +38,16 @@ _THIS_RUN = (
     "executor_id = :executor_id"
     " AND (CAST(:run_token AS BIGINT) IS NULL OR created_at = CAST(:run_token AS BIGINT))"
 )
+# a plain write of a running (or just cancelled) workflow's run (a log line,
+# a step's set_event): only while that run may still write into its row
+_RUN_MAY_WRITE = (
+    """        WHERE EXISTS (
+            SELECT 1 FROM {s}workflows
+            WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'CANCELLED') AND """
+    + _THIS_RUN
+    + """
+            {for_share})"""
+)
 
 # A call's record, written only while its workflow is in the given state
 # under this run (the row is read FOR SHARE on Postgres, so a claim or a
@@ -427,12 +437,9 @@ Q: dict[str, str] = {
         INSERT INTO {s}logs (workflow_id, position, seq, time, level, step, message)
         SELECT CAST(:workflow_id AS TEXT), CAST(:position AS INTEGER), CAST(:seq AS INTEGER),
             CAST(:time AS BIGINT), CAST(:level AS TEXT), CAST(:step AS TEXT), CAST(:message AS TEXT)
-        WHERE EXISTS (
-            SELECT 1 FROM {s}workflows
-            WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'CANCELLED') AND """
-    + _THIS_RUN
+"""
+    + _RUN_MAY_WRITE
     + """
-            {for_share})
         ON CONFLICT (workflow_id, position, seq) DO NOTHING""",
     # oldest first
     "get_logs": """
@@ -458,12 +465,9 @@ Q: dict[str, str] = {
     "set_event_of_run": """
         INSERT INTO {s}events (workflow_id, key, value, updated_at)
         SELECT CAST(:workflow_id AS TEXT), CAST(:key AS TEXT), CAST(:value AS TEXT), CAST(:now AS BIGINT)
-        WHERE EXISTS (
-            SELECT 1 FROM {s}workflows
-            WHERE workflow_id = :workflow_id AND status IN ('PENDING', 'CANCELLED') AND """
-    + _THIS_RUN
+"""
+    + _RUN_MAY_WRITE
     + """
-            {for_share})
         ON CONFLICT (workflow_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at""",
     "get_event": "SELECT value FROM {s}events WHERE workflow_id = :workflow_id AND key = :key",
     "list_events": """
