@@ -22,7 +22,7 @@ from ._core import (
     check_workflow_id,
     record_started,
     reserve_child,
-    start_workflow,
+    start_workflow_run,
 )
 from ._errors import (
     ConfigurationError,
@@ -93,7 +93,7 @@ def _start(
     if slot is True:
         slot = reserve_child(ex, spec.name)
     assert slot is not True
-    wid = start_workflow(
+    wid, run = start_workflow_run(
         ex,
         spec,
         args,
@@ -110,7 +110,7 @@ def _start(
         debounce=debounce,
         on_duplicate=on_duplicate,
     )
-    return WorkflowHandle(wid)
+    return WorkflowHandle(wid, run)
 
 
 async def start_async(

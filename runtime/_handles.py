@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
 from . import _root
 from ._records import WorkflowInfo
 
+if TYPE_CHECKING:
+    from ._core import Outcome
+
 
 class WorkflowHandle:
-    def __init__(self, workflow_id: str) -> None:
+    def __init__(self, workflow_id: str, run: Future[Outcome | None] | None = None) -> None:
         self.workflow_id = workflow_id
+        # the run wf.start began in this process: its SUCCESS needs no read
+        self._run = run
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r})"
@@ -24,12 +30,12 @@ class WorkflowHandle:
         ex = _waiting_executor()
         sysdb = _root.client()
         if ex is None:
-            outcome = wait_outcome(sysdb, self.workflow_id, timeout, None)
+            outcome = wait_outcome(sysdb, self.workflow_id, timeout, None, self._run)
         else:
             # a workflow thread waiting here gives its pool slot back, so the
             # workflow it waits for (say a background child) can run
             with ex.waiting():
-                outcome = wait_outcome(sysdb, self.workflow_id, timeout, ex)
+                outcome = wait_outcome(sysdb, self.workflow_id, timeout, ex, self._run)
         return outcome.result(self.workflow_id)
 
     get_result = result

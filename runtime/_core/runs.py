@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,33 +74,77 @@ class Outcome:
 # -- waiting ---------------------------------------------------------------------------
 
 
+# how often a waiter on a run of this process looks at the database meanwhile
+# (for a cancel or a takeover from elsewhere; the run's end wakes it at once)
+RUN_HERE_POLL_S = 0.1
+# how long a waiter woken by a run's end waits for the run to return
+RUN_END_GRACE_S = 0.05
+
+
 def wait_outcome(
-    sysdb: SystemDatabase, workflow_id: str, timeout: float | None, ex: Runtime | None
+    sysdb: SystemDatabase,
+    workflow_id: str,
+    timeout: float | None,
+    ex: Runtime | None,
+    run: Future[Outcome | None] | None = None,
 ) -> Outcome:
-    """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds."""
+    """Wait until the workflow ends; AwaitTimeoutError after ``timeout`` seconds.
+    ``run``: this process's run of it (wf.start's): its SUCCESS, once written,
+    is final and is taken from it without a read; any other end is read."""
     from .._errors import AwaitTimeoutError
 
     ensure_listener(sysdb.listen_url)
     deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.002
+    delay = 0.002 if run is None else RUN_HERE_POLL_S
+    key = wake_key("w", workflow_id)
     # a workflow thread waiting gives its pool slot back: what it waits for can run
     waiting = ex.waiting() if ex is not None else contextlib.nullcontext()
-    with waiting, Waiter(wake_key("w", workflow_id)) as waiter:
+    with waiting, Waiter(key) as waiter:
+        if run is not None:
+            run.add_done_callback(lambda _: notify_local(key))
+        read = run is None
         while True:
             # a run here announces its end in-process (finish, or a lost
             # ownership in run_background): no need to ask the database to
             waiter.local = ex is not None and ex.runs_here(workflow_id)
             waiter.arm()
-            out = sysdb.get_outcome(workflow_id)
-            if out is None:
-                raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
-            if out[0] in Status.ENDED:
-                return Outcome(out[0], out[1], out[2])
+            if run is not None and run.done():
+                ended = _success_of(run)
+                if ended is not None:
+                    return ended
+                run, read = None, True
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise AwaitTimeoutError(f"workflow {workflow_id} still {out[0]} after {timeout}s")
+            timed_out = remaining is not None and remaining <= 0
+            if read or timed_out:
+                out = sysdb.get_outcome(workflow_id)
+                if out is None:
+                    raise WorkflowNotFoundError(f"no workflow with ID {workflow_id!r}")
+                if out[0] in Status.ENDED:
+                    return Outcome(out[0], out[1], out[2])
+                if timed_out:
+                    raise AwaitTimeoutError(
+                        f"workflow {workflow_id} still {out[0]} after {timeout}s"
+                    )
             waiter.wait(delay if remaining is None else min(delay, remaining))
             delay = min(delay * 2, 1.0)
+            if run is not None and not run.done() and waiter.fired():
+                # the run's finish announces its end a moment before the run
+                # returns (an async one closes its event loop first)
+                wait_futures([run], RUN_END_GRACE_S)
+            # woken by the run's end: nothing to read; by a cancel relayed
+            # from elsewhere, or no wake-up at all: read
+            read = run is None or not run.done()
+
+
+def _success_of(run: Future[Outcome | None]) -> Outcome | None:
+    """The SUCCESS a finished run of this process wrote; None: read the end
+    (an error may be resumed since, a lost run's end is another's)."""
+    if run.cancelled() or run.exception() is not None:
+        return None
+    out = run.result()
+    if out is None or out.status != Status.SUCCESS:
+        return None
+    return Outcome(out.status, out.output)
 
 
 # -- workflows ---------------------------------------------------------------------------
@@ -227,11 +273,11 @@ def run_background(
     spec: WorkflowSpec,
     ctx: WorkflowContext,
     inputs: tuple[list[Any], dict[str, Any]] | str,
-) -> bool:
+) -> Outcome | None:
     """Entry point of a workflow run in the executor's thread pool. ``inputs``
     is (args, kwargs) for a fresh workflow, or the recorded inputs of one to
-    replay (its recorded calls are loaded here, once). True when this run's
-    own write ended the workflow."""
+    replay (its recorded calls are loaded here, once). The outcome (without
+    the exception object) when this run's own write ended the workflow."""
     try:
         if isinstance(inputs, str):
             if ctx.recorded is None:
@@ -241,15 +287,18 @@ def run_background(
         else:
             args, kwargs = inputs
         if spec.is_async:
-            return asyncio.run(run_body_async(ex, spec, ctx, args, kwargs)).written
-        return run_body(ex, spec, ctx, args, kwargs).written
+            out = asyncio.run(run_body_async(ex, spec, ctx, args, kwargs))
+        else:
+            out = run_body(ex, spec, ctx, args, kwargs)
+        # (a handle held for long must not keep the error's frames alive)
+        return Outcome(out.status, out.output, out.error, written=True) if out.written else None
     except _OwnershipLost:
         log.info("%s is no longer ours; stopped", ctx.workflow_id)
         # a local waiter stops relying on this run to wake it
         notify_local(wake_key("w", ctx.workflow_id))
     except Exception:
         log.exception("wf: internal error running %s", ctx.workflow_id)
-    return False
+    return None
 
 
 def record_child(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .._registry import WorkflowSpec
     from .._sysdb import AppDatabase, SystemDatabase
+    from .runs import Outcome
 
 
 class Runtime(Protocol):
@@ -47,7 +48,8 @@ class Runtime(Protocol):
         kwargs: dict[str, Any],
         deadline_ms: int | None = None,
         run_token: int | None = None,
-    ) -> Future[Any]:
+    ) -> Future[Outcome | None]:
         """Run a fresh workflow (nothing recorded yet) in the background;
-        ``run_token``: its row's created_at (WorkflowContext.run_token)."""
+        ``run_token``: its row's created_at (WorkflowContext.run_token). The
+        future's outcome: how the run ended, when its own write ended it."""
         ...

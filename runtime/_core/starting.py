@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -387,6 +388,46 @@ def start_workflow(
     on ``queue``); returns its ID. Inside a workflow (``slot``) the parent
     records the started child's ID, so a replay gets the same handle back.
     ``ex`` may be None only to enqueue (``sysdb`` then says where)."""
+    return start_workflow_run(
+        ex,
+        spec,
+        args,
+        kwargs,
+        sysdb=sysdb,
+        slot=slot,
+        workflow_id=workflow_id,
+        queue=queue,
+        timeout=timeout,
+        priority=priority,
+        dedup_id=dedup_id,
+        delay=delay,
+        partition_key=partition_key,
+        debounce=debounce,
+        on_duplicate=on_duplicate,
+    )[0]
+
+
+def start_workflow_run(
+    ex: Runtime | None,
+    spec: WorkflowSpec,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    sysdb: SystemDatabase | None = None,
+    slot: ChildSlot | None = None,
+    workflow_id: str | None = None,
+    queue: str | None = None,
+    timeout: float | None = None,
+    priority: int = 0,
+    dedup_id: str | None = None,
+    delay: float | None = None,
+    partition_key: str | None = None,
+    debounce: Debounce | None = None,
+    on_duplicate: str = "raise",
+) -> tuple[str, Future[Outcome | None] | None]:
+    """``start_workflow``, and the run it began here, if it began one (a
+    handle awaits a SUCCESS there without reading it back)."""
+    run: Future[Outcome | None] | None = None
     db = ex.sysdb if ex is not None else sysdb
     assert db is not None
     plan = begin_workflow(
@@ -415,15 +456,17 @@ def start_workflow(
         if queue is None:
             assert ex is not None
             a, kw = plan.decoded_args()
-            ex.submit(
+            run = ex.submit(
                 spec, wid, a, kw, deadline_ms=plan.ctx.deadline_ms, run_token=plan.ctx.run_token
             )
     if parent is not None and pos is not None and not recorded:
         assert ex is not None
-        wid = record_started(ex, parent, pos, spec.name, wid)
+        recorded_id = record_started(ex, parent, pos, spec.name, wid)
+        if recorded_id != wid:
+            wid, run = recorded_id, None  # the parent holds another child here
     if queue is not None:
         wake_dequeuers()
-    return wid
+    return wid, run
 
 
 def record_started(ex: Runtime, parent: WorkflowContext, pos: int, name: str, wid: str) -> str:

@@ -31,7 +31,9 @@ class _Write(Generic[T]):
 
     def __init__(self, item: T) -> None:
         self.item = item
-        self.done = threading.Event()
+        # only a queued write waits (made under the lock when it queues):
+        # one that finds a free slot writes at once and needs none
+        self.done: threading.Event | None = None
         self.written = False
         # handed to this write, the first of them, to write (with a flush slot)
         self.batch: list[_Write[T]] | None = None
@@ -65,8 +67,9 @@ class GroupCommit(Generic[T]):
                 self._flying += 1
                 me.batch = [me]
             else:
+                me.done = threading.Event()
                 self._queue.append(me)
-        if me.batch is None:
+        if me.done is not None:
             try:
                 me.done.wait()
             except BaseException:  # an interrupt (the main thread's Ctrl-C)
@@ -101,7 +104,8 @@ class GroupCommit(Generic[T]):
         finally:
             self._hand_on()
             for w in batch:
-                w.done.set()
+                if w.done is not None:
+                    w.done.set()
 
     def _hand_on(self) -> None:
         """The slot goes with the whole queue, taken here under the lock, to
@@ -112,7 +116,7 @@ class GroupCommit(Generic[T]):
                 self._flying -= 1
                 return
             queued[0].batch = queued
-        queued[0].done.set()
+        _wake(queued[0])
 
     def _abandon(self, me: _Write[T]) -> None:
         """An interrupted wait: out of the queue, or, when the queue had
@@ -129,6 +133,11 @@ class GroupCommit(Generic[T]):
             if rest:
                 rest[0].batch = rest
         if rest:
-            rest[0].done.set()
+            _wake(rest[0])
         else:
             self._hand_on()
+
+
+def _wake(w: _Write[T]) -> None:
+    assert w.done is not None  # a queued write (every batch handed on is one)
+    w.done.set()

@@ -173,5 +173,5 @@ def _dequeue_loop(ex: Executor) -> None:
 
 
 def _done_cb(done: Any, queue: str, wid: str, fut: Any) -> None:
-    finished = not fut.cancelled() and fut.exception() is None and fut.result() is True
+    finished = not fut.cancelled() and fut.exception() is None and fut.result() is not None
     done(queue, wid, finished)

@@ -209,24 +209,29 @@ def test_an_interrupted_batch_writer_leaves_the_others_to_write_alone() -> None:
 def test_an_interrupted_wait_passes_on_what_it_was_handed() -> None:
     from wf._sysdb.group_commit import _Write
 
+    def queued(i: int) -> _Write[int]:
+        w = _Write(i)
+        w.done = threading.Event()  # as submit() gives every write it queues
+        return w
+
     group: GroupCommit[int] = GroupCommit(lambda i: True, lambda items: [True] * len(items), 1)
     # queued: it just leaves the queue
-    a, b = _Write(1), _Write(2)
+    a, b = queued(1), queued(2)
     group._flying, group._queue = 1, [a, b]
     group._abandon(a)
     assert group._queue == [b] and group._flying == 1
     # handed the queue: the rest of it, and the slot, go to the next write
-    c, d = _Write(3), _Write(4)
+    c, d = queued(3), queued(4)
     group._queue = []
     c.batch = [c, d]
     group._abandon(c)
-    assert d.batch == [d] and d.done.is_set() and group._flying == 1
+    assert d.batch == [d] and d.done is not None and d.done.is_set() and group._flying == 1
     # handed only itself: the slot goes on with the queue (b), else back
     e = _Write(5)
     e.batch = [e]
     group._queue = [b]
     group._abandon(e)
-    assert b.batch == [b] and b.done.is_set() and group._flying == 1
+    assert b.batch == [b] and b.done is not None and b.done.is_set() and group._flying == 1
     f = _Write(6)
     f.batch = [f]
     group._abandon(f)
