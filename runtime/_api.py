@@ -194,9 +194,8 @@ def resume_in(
     """``resume`` on a given system database (a wf.Client's: ``detach`` only,
     nothing runs in the client's process); None: the process's."""
     from ._core import wake_dequeuers
-    from ._liveness import HOST, pid_alive
+    from ._liveness import HOST, STALE_AFTER, pid_alive
     from ._worker.dequeue import take_here
-    from ._worker.recovery import STALE_AFTER
 
     version = check_app_version(app_version)
     assert given is None or detach, "a resume on another database is left to its workers"

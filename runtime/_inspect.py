@@ -12,7 +12,7 @@ from ._errors import (
     ConfigurationError,
     WorkflowNotFoundError,
 )
-from ._liveness import HOST, pid_alive
+from ._liveness import HOST, STALE_AFTER, pid_alive
 from ._records import (
     LOG_LEVELS,
     EventInfo,
@@ -26,7 +26,6 @@ from ._records import (
 )
 from ._serialization import loads, loads_error_info
 from ._sysdb import StepRow, SystemDatabase, WorkflowRow, now_ms
-from ._worker.recovery import STALE_AFTER
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -16,6 +16,8 @@ import os
 import socket
 
 HOSTNAME = socket.gethostname()
+# seconds without a heartbeat after which an executor counts as dead
+STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
 
 
 def _read(path: str) -> str:

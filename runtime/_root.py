@@ -7,17 +7,18 @@ down."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _config, _logging  # noqa: F401  (_logging installs the durable log handler)
 from ._context import current
-from ._core.wakeups import stop_listeners
 from ._errors import WfError, _OwnershipLost
 from ._sysdb import SystemDatabase
-from ._worker.executor import Executor
+
+if TYPE_CHECKING:
+    from ._worker.executor import Executor
 
 # -- the process's executor ---------------------------------------------------------
 
@@ -87,6 +88,9 @@ def launch(
         )
         if app_version is not None:
             cfg = dataclasses.replace(cfg, app_version=_config.check_app_version(app_version))
+        # here, not at the top: a CLI read needs no executor (nor the core)
+        from ._worker.executor import Executor
+
         ex = Executor(
             cfg,
             executor_id,
@@ -114,7 +118,10 @@ def shutdown() -> None:
         ex.stop()
     if client is not None:
         client.dispose()
-    stop_listeners()
+    # a process that never imported the wake-ups started no listener
+    wakeups = sys.modules.get(__package__ + "._core.wakeups")
+    if wakeups is not None:
+        wakeups.stop_listeners()
 
 
 def get() -> Executor:
@@ -174,4 +181,6 @@ def client() -> SystemDatabase:
 
 def run_coroutine(coro: Any) -> Any:
     """Run an async workflow body to completion from a worker thread."""
+    import asyncio
+
     return asyncio.run(coro)

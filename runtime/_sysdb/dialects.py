@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .._config import url_hosts
-from .driver import expand_lists, to_pyformat
+from .driver import CursorLane, expand_lists, to_pyformat
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -78,6 +78,11 @@ class Dialect:
         """A new autocommit driver connection (``prepared``: may use
         server-side prepared statements)."""
         raise NotImplementedError
+
+    def lane_cursor(self, conn: Any, prepared: bool) -> Any:
+        """What the lane runs one connection's statements on
+        (``run(sql, params) -> Rows``, the SQL and parameters ``style``'s)."""
+        return CursorLane(conn)
 
     def style(self, sql: str, params: Mapping[str, Any]) -> tuple[str, Any]:
         """wf's ``:name`` SQL and its parameters as the driver takes them."""
@@ -201,6 +206,11 @@ class PostgresDialect(Dialect):
             connect_timeout=10,
             application_name="wf",
         )
+
+    def lane_cursor(self, conn: Any, prepared: bool) -> Any:
+        from .pg_lane import PgLaneCursor
+
+        return PgLaneCursor(conn, prepared)
 
     def style(self, sql: str, params: Mapping[str, Any]) -> tuple[str, Any]:
         for v in params.values():

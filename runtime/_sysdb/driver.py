@@ -87,9 +87,13 @@ class Pool:
         connect: Callable[[], Any],
         is_connection_error: Callable[[BaseException], bool],
         max_open: int,
+        cursor: Callable[[Any], Any] | None = None,
     ) -> None:
         self._connect = connect
         self._is_connection_error = is_connection_error
+        # each connection's cursor: a DB-API one (transactions, ``acquire``),
+        # or what ``run`` runs statements on (``run(sql, params) -> Rows``)
+        self._cursor = cursor or CursorLane
         self._slots = threading.BoundedSemaphore(max_open)
         self._idle: list[tuple[Any, Any]] = []
         self._closed = False
@@ -144,8 +148,7 @@ class Pool:
 
     def _run_on(self, conn: Any, cur: Any, sql: str, params: Mapping[str, Any]) -> Rows:
         try:
-            cur.execute(sql, params)
-            rows = Rows(cur.fetchall() if cur.description is not None else [], cur.rowcount)
+            rows = cur.run(sql, params)
         except BaseException as e:
             self._give_back(conn, cur, e)
             raise
@@ -158,7 +161,7 @@ class Pool:
             return conn, cur, True
         except IndexError:
             conn = self._connect()
-            return conn, conn.cursor(), False
+            return conn, self._cursor(conn), False
 
     def _give_back(self, conn: Any, cur: Any, error: BaseException | None) -> None:
         if self._closed or not self._reusable(conn, error):
@@ -196,6 +199,20 @@ def _in_transaction(conn: Any) -> bool:
     if info is not None:
         return int(info.transaction_status) != 0
     return bool(getattr(conn, "in_transaction", False))  # sqlite3
+
+
+class CursorLane:
+    """A connection's DB-API cursor, running the lane's statements."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, conn: Any) -> None:
+        self._cur = conn.cursor()
+
+    def run(self, sql: str, params: Mapping[str, Any]) -> Rows:
+        cur = self._cur
+        cur.execute(sql, params)
+        return Rows(cur.fetchall() if cur.description is not None else [], cur.rowcount)
 
 
 class RawConnection:

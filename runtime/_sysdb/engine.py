@@ -134,8 +134,15 @@ class Database:
         # single statements (held for one statement: the pool grows to the
         # statements in flight, not the running workflows) and transactions
         # apart, so a transaction's holder never waits on itself
-        self.lane = Pool(connect, broken, max_open=LANE_CONNECTIONS)
-        self._tx_pool = Pool(connect, broken, max_open=2 * pool_size)
+        self.lane = Pool(
+            connect,
+            broken,
+            max_open=LANE_CONNECTIONS,
+            cursor=lambda conn: backend.lane_cursor(conn, prepared),
+        )
+        self._tx_pool = Pool(
+            connect, broken, max_open=2 * pool_size, cursor=lambda conn: conn.cursor()
+        )
         self._lock = threading.Lock()
         # wall-clock time of the last connection error any call here saw:
         # liveness judgements made just after an outage must not trust

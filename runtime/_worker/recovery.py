@@ -14,13 +14,12 @@ from typing import Any
 
 from .._core.wakeups import wake_dequeuers
 from .._errors import ConfigurationError
-from .._liveness import HOST, pid_alive
+from .._liveness import HOST, STALE_AFTER, pid_alive
 from .._registry import WorkflowSpec, find_or_import_workflow, find_workflow
 from .._sysdb import ClaimedRow, StepRow, SystemDatabase, now_ms
 
 log = logging.getLogger("wf")
 
-STALE_AFTER = float(os.environ.get("WF_STALE_AFTER", "30"))
 RECOVERY_INTERVAL = float(os.environ.get("WF_RECOVERY_INTERVAL", "5"))
 # a row of ours in flight, run by nothing here and untouched this long, was
 # claimed by a statement whose answer never reached us: run it
