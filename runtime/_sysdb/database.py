@@ -33,8 +33,13 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
         super().__init__(*args, **kwargs)
         # concurrent threads' step records, one statement when they meet
         # (group_commit.py); None where commits have nothing to share
+        grouped = self.backend.group_commits
         self.step_group: GroupCommit[dict[str, Any]] | None = (
-            GroupCommit(self._record_one, self._record_many) if self.backend.group_commits else None
+            GroupCommit(self._record_one, self._record_many) if grouped else None
+        )
+        # and their runs' finishes (a queue drain's other commit per workflow)
+        self.finish_group: GroupCommit[dict[str, Any]] | None = (
+            GroupCommit(self._finish_one, self._finish_many) if grouped else None
         )
 
     # -- workflows ---------------------------------------------------------------
@@ -147,8 +152,7 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
     ) -> bool:
         """End the workflow, if it still runs under this run (``run_token``:
         the row's created_at the run started on; None: any row of the executor)."""
-        result = self.run(
-            "finish_workflow",
+        params = dict(
             workflow_id=workflow_id,
             executor_id=executor_id,
             run_token=run_token,
@@ -157,7 +161,24 @@ class SystemDatabase(MessagingMixin, QueueingMixin, RecoveryMixin, StreamsMixin,
             error=error,
             now=now_ms(),
         )
-        return bool(result.rowcount)
+        if self.finish_group is not None:
+            return self.finish_group.submit(params)
+        return self._finish_one(params)
+
+    def _finish_one(self, params: dict[str, Any]) -> bool:
+        return bool(self.run("finish_workflow", **params).rowcount)
+
+    def _finish_many(self, batch: list[dict[str, Any]]) -> list[bool]:
+        """Several runs' finishes in one statement (Postgres), in workflow-ID
+        order, so two batches lock shared rows alike."""
+        if len({p["workflow_id"] for p in batch}) < len(batch):
+            # two runs under one ID (a deleted workflow's and a new one's):
+            # one UPDATE cannot answer both; the group writes each alone
+            raise ValueError("one workflow twice in a batch of finishes")
+        rows = sorted(batch, key=lambda p: p["workflow_id"])
+        arrays = {key: [p[key] for p in rows] for key in rows[0]}
+        ended = {r[0] for r in self.execute_arrays(self.q("finish_workflows"), arrays)}
+        return [p["workflow_id"] in ended for p in batch]
 
     def mark_retries_exceeded(self, workflow_id: str, executor_id: str) -> None:
         self.run(

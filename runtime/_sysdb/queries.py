@@ -270,6 +270,29 @@ Q: dict[str, str] = {
             slot_held = 0
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND """
     + _THIS_RUN,
+    # several runs' finishes in one statement (group commit, Postgres): each
+    # row as finish_workflow would, its lock taken NOWAIT so a row another
+    # transaction holds fails the batch at once (each is then redone alone)
+    "finish_workflows": """
+        WITH v AS (
+            SELECT * FROM unnest(CAST(:workflow_id AS TEXT[]), CAST(:executor_id AS TEXT[]),
+                CAST(:run_token AS BIGINT[]), CAST(:status AS TEXT[]), CAST(:output AS TEXT[]),
+                CAST(:error AS TEXT[]), CAST(:now AS BIGINT[]))
+                AS v(workflow_id, executor_id, run_token, status, output, error, now)
+        ), runs AS (
+            SELECT w.workflow_id FROM {s}workflows w JOIN v ON v.workflow_id = w.workflow_id
+            WHERE w.status = 'PENDING' AND w.executor_id = v.executor_id
+                AND (v.run_token IS NULL OR w.created_at = v.run_token)
+            ORDER BY w.workflow_id
+            FOR UPDATE OF w NOWAIT
+        )
+        UPDATE {s}workflows w SET status = v.status, output = v.output, error = v.error,
+            updated_at = v.now, slot_held = 0
+        FROM v JOIN runs ON runs.workflow_id = v.workflow_id
+        WHERE w.workflow_id = v.workflow_id AND w.status = 'PENDING'
+            AND w.executor_id = v.executor_id
+            AND (v.run_token IS NULL OR w.created_at = v.run_token)
+        RETURNING w.workflow_id""",
     "mark_retries_exceeded": """
         UPDATE {s}workflows SET status = 'RETRIES_EXCEEDED', updated_at = :now, slot_held = 0
         WHERE workflow_id = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id""",

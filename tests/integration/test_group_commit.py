@@ -1,4 +1,4 @@
-"""Step records that meet go out as one statement on Postgres (group commit,
+"""Step records (and workflows' finishes) that meet go out as one statement on Postgres (group commit,
 runtime/_sysdb/group_commit.py) and must answer exactly as the one-row
 statement does: written only while the workflow runs under the writer's
 executor, once per position, each caller told whether its own row went in;
@@ -34,10 +34,13 @@ def _pending(db: SystemDatabase, wid: str, executor: str = "e1") -> None:
     )
 
 
-def _held(db: SystemDatabase, queued: int) -> GroupCommit[dict[str, Any]]:
-    """A group with one flush slot whose first write waits until ``queued``
-    writes are queued behind it, so those go out as one batch."""
+def _held(db: SystemDatabase, queued: int, finishes: bool = False) -> GroupCommit[dict[str, Any]]:
+    """A group (of step records, or of ``finishes``) with one flush slot
+    whose first write waits until ``queued`` writes are queued behind it, so
+    those go out as one batch."""
     first = threading.Event()
+    write_one = db._finish_one if finishes else db._record_one
+    write_many = db._finish_many if finishes else db._record_many
 
     def one(params: dict[str, Any]) -> bool:
         if not first.is_set():
@@ -46,9 +49,9 @@ def _held(db: SystemDatabase, queued: int) -> GroupCommit[dict[str, Any]]:
             while len(group._queue) < queued:
                 assert time.monotonic() < deadline, "writers never queued"
                 time.sleep(0.001)
-        return db._record_one(params)
+        return write_one(params)
 
-    group: GroupCommit[dict[str, Any]] = GroupCommit(one, db._record_many, max_in_flight=1)
+    group: GroupCommit[dict[str, Any]] = GroupCommit(one, write_many, max_in_flight=1)
     return group
 
 
@@ -56,12 +59,20 @@ def _record(db: SystemDatabase, wid: str, pos: int, executor: str = "e1", out: s
     return db.record_step(wid, executor, pos, "t:s", "step", out, None, now_ms())
 
 
-def _at_once(calls: list[tuple[Any, ...]], db: SystemDatabase) -> list[object]:
+def _finish(
+    db: SystemDatabase, wid: str, executor: str = "e1", out: str = '"done"', token: Any = None
+) -> bool:
+    return db.finish_workflow(wid, executor, "SUCCESS", out, None, token)
+
+
+def _at_once(
+    calls: list[tuple[Any, ...]], db: SystemDatabase, write: Any = _record
+) -> list[object]:
     out: list[object] = [None] * len(calls)
 
     def run(k: int) -> None:
         try:
-            out[k] = _record(db, *calls[k])
+            out[k] = write(db, *calls[k])
         except Exception as e:
             out[k] = e
 
@@ -183,6 +194,125 @@ def test_a_locked_workflow_row_never_holds_up_the_rest_of_its_batch(pg_database:
         assert out == {"a": True, "b": True, "c": True, "locked": True}
         assert done["locked"] >= released
         assert db.step_group.batches == 0
+    finally:
+        locker.close()
+        db.dispose()
+
+
+# -- finishes: the same, for the workflows' finishing UPDATEs -------------------------
+
+
+def _token(db: SystemDatabase, wid: str) -> int:
+    row = db.get_workflow(wid)
+    assert row is not None
+    return int(row.created_at)
+
+
+def test_finishes_in_a_batch_answer_each_as_alone(db: SystemDatabase, backend: str) -> None:
+    for w in ("mine-1", "mine-2", "mine-3", "reused"):
+        _pending(db, w)
+    _pending(db, "theirs", executor="e2")
+    _pending(db, "ended")
+    assert _finish(db, "ended")
+    calls = [
+        ("mine-1",),  # the held first write, alone
+        ("mine-2", "e1", '"two"'),
+        ("mine-3", "e1", '"three"', _token(db, "mine-3")),  # its own run: written
+        ("reused", "e1", '"x"', _token(db, "reused") - 1),  # another run's row: refused
+        ("theirs",),  # another executor's: refused
+        ("ended",),  # ended already: refused
+        ("nobody",),  # no such workflow: refused
+    ]
+    if db.finish_group is not None:
+        db.finish_group = _held(db, queued=len(calls) - 1, finishes=True)
+    out = _at_once(calls, db, _finish)
+    assert out == [True, True, True, False, False, False, False]
+    if backend == "postgres":
+        assert db.finish_group is not None and db.finish_group.batches == 1
+        assert db.finish_group.batched == len(calls) - 1
+    got = {w: db.get_outcome(w) for w in ("mine-1", "mine-2", "mine-3", "reused", "theirs")}
+    assert got["mine-1"] == ("SUCCESS", '"done"', None)
+    assert got["mine-2"] == ("SUCCESS", '"two"', None)
+    assert got["mine-3"] == ("SUCCESS", '"three"', None)
+    assert got["reused"] is not None and got["reused"][0] == "PENDING"
+    assert got["theirs"] is not None and got["theirs"][0] == "PENDING"
+
+
+def test_many_threads_each_workflow_finished_once(db: SystemDatabase) -> None:
+    wids = [f"f-{i}" for i in range(48)]
+    for w in wids:
+        _pending(db, w)
+    out: dict[str, list[bool]] = {w: [] for w in wids}
+
+    def run(w: str) -> None:
+        # twice each: the second is refused, the first's output stays
+        out[w].append(_finish(db, w, out=f'"{w}"'))
+        out[w].append(_finish(db, w, out='"again"'))
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in wids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(v == [True, False] for v in out.values()), out
+    for w in wids:
+        assert db.get_outcome(w) == ("SUCCESS", f'"{w}"', None)
+
+
+def test_a_bad_finish_fails_only_its_own_caller(pg_database: str) -> None:
+    db = SystemDatabase(pg_database)
+    db.ensure_reachable()
+    db.migrate()
+    try:
+        for w in ("a", "b", "c", "d"):
+            _pending(db, w)
+        db.finish_group = _held(db, queued=3, finishes=True)
+        calls = [("a",), ("b", "e1", '"nul \x00 byte"'), ("c",), ("d",)]
+        out = _at_once(calls, db, _finish)
+        assert out[0] is True and out[2] is True and out[3] is True
+        assert isinstance(out[1], psycopg.DataError), out[1]
+        assert db.finish_group.batches == 0  # the batch failed; each went alone
+        assert db.get_outcome("b") == ("PENDING", None, None)
+        assert db.get_outcome("c") == ("SUCCESS", '"done"', None)
+    finally:
+        db.dispose()
+
+
+def test_a_locked_row_never_holds_up_the_other_finishes(pg_database: str) -> None:
+    db = SystemDatabase(pg_database)
+    db.ensure_reachable()
+    db.migrate()
+    locker = psycopg.connect(pg_database.replace("postgresql+psycopg", "postgresql"))
+    try:
+        for w in ("a", "b", "c", "locked"):
+            _pending(db, w)
+        locker.execute("SELECT 1 FROM wf.workflows WHERE workflow_id = 'locked' FOR UPDATE")
+        db.finish_group = _held(db, queued=3, finishes=True)
+        done: dict[str, float] = {}
+        out: dict[str, object] = {}
+
+        def run(w: str) -> None:
+            out[w] = _finish(db, w)
+            done[w] = time.monotonic()
+
+        first = threading.Thread(target=run, args=("a",))
+        first.start()
+        time.sleep(0.05)
+        rest = [threading.Thread(target=run, args=(w,)) for w in ("b", "locked", "c")]
+        for t in rest:
+            t.start()
+        deadline = time.monotonic() + 10
+        while not ("b" in done and "c" in done):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.01)
+        assert "locked" not in done  # still waiting for its row, alone
+        released = time.monotonic()
+        locker.rollback()
+        for t in [first, *rest]:
+            t.join(10)
+        assert out == {"a": True, "b": True, "c": True, "locked": True}
+        assert done["locked"] >= released
+        assert db.finish_group.batches == 0
     finally:
         locker.close()
         db.dispose()
