@@ -22,7 +22,7 @@ from ._core import (
     check_workflow_id,
     record_started,
     reserve_child,
-    start_workflow_run,
+    start_workflow,
 )
 from ._errors import (
     ConfigurationError,
@@ -93,7 +93,7 @@ def _start(
     if slot is True:
         slot = reserve_child(ex, spec.name)
     assert slot is not True
-    wid, run = start_workflow_run(
+    wid, run = start_workflow(
         ex,
         spec,
         args,

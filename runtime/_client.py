@@ -196,7 +196,7 @@ class Client:
         )
         encode_inputs(args, kwargs)  # SerializationError before the database is touched
         spec = WorkflowSpec(name, _not_here, False, max_attempts)
-        wid = start_workflow(
+        wid, _ = start_workflow(
             None,
             spec,
             args,

@@ -44,7 +44,6 @@ from .starting import (
     record_started,
     reserve_child,
     start_workflow,
-    start_workflow_run,
 )
 from .wakeups import Waiter, ensure_listener, notify_local, wake_dequeuers
 
@@ -86,7 +85,6 @@ __all__ = [
     "run_with_retries",
     "run_with_retries_async",
     "start_workflow",
-    "start_workflow_run",
     "step_record",
     "wait_outcome",
     "wake_dequeuers",

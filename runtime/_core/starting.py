@@ -383,50 +383,13 @@ def start_workflow(
     partition_key: str | None = None,
     debounce: Debounce | None = None,
     on_duplicate: str = "raise",
-) -> str:
-    """Record a workflow and run it in the background on ``ex`` (or leave it
-    on ``queue``); returns its ID. Inside a workflow (``slot``) the parent
-    records the started child's ID, so a replay gets the same handle back.
-    ``ex`` may be None only to enqueue (``sysdb`` then says where)."""
-    return start_workflow_run(
-        ex,
-        spec,
-        args,
-        kwargs,
-        sysdb=sysdb,
-        slot=slot,
-        workflow_id=workflow_id,
-        queue=queue,
-        timeout=timeout,
-        priority=priority,
-        dedup_id=dedup_id,
-        delay=delay,
-        partition_key=partition_key,
-        debounce=debounce,
-        on_duplicate=on_duplicate,
-    )[0]
-
-
-def start_workflow_run(
-    ex: Runtime | None,
-    spec: WorkflowSpec,
-    args: tuple[Any, ...] | list[Any],
-    kwargs: dict[str, Any],
-    *,
-    sysdb: SystemDatabase | None = None,
-    slot: ChildSlot | None = None,
-    workflow_id: str | None = None,
-    queue: str | None = None,
-    timeout: float | None = None,
-    priority: int = 0,
-    dedup_id: str | None = None,
-    delay: float | None = None,
-    partition_key: str | None = None,
-    debounce: Debounce | None = None,
-    on_duplicate: str = "raise",
 ) -> tuple[str, Future[Outcome | None] | None]:
-    """``start_workflow``, and the run it began here, if it began one (a
-    handle awaits a SUCCESS there without reading it back)."""
+    """Record a workflow and run it in the background on ``ex`` (or leave it
+    on ``queue``); returns its ID and the run it began here, if it began one
+    (a handle awaits a SUCCESS there without reading it back). Inside a
+    workflow (``slot``) the parent records the started child's ID, so a
+    replay gets the same handle back. ``ex`` may be None only to enqueue
+    (``sysdb`` then says where)."""
     run: Future[Outcome | None] | None = None
     db = ex.sysdb if ex is not None else sysdb
     assert db is not None

@@ -110,7 +110,7 @@ def start_tick(
         sysdb=sysdb,
         workflow_id=workflow_id or tick_id(name, tick),
         queue=queue,
-    )
+    )[0]
 
 
 @dataclass

@@ -290,7 +290,7 @@ def test_started_child_is_submitted_and_recorded_as_a_handle(
 ) -> None:
     parent.deadline_ms = now_ms() + 60_000
     slot = reserve_child(rt, CHILD.name)
-    wid = start_workflow(rt, CHILD, [(1, 2)], {}, slot=slot)
+    wid, _ = start_workflow(rt, CHILD, [(1, 2)], {}, slot=slot)
     assert wid == f"{PARENT}-1"
     [sub] = rt.submitted
     assert (sub.workflow_id, sub.args, sub.deadline_ms) == (wid, [(1, 2)], parent.deadline_ms)
@@ -300,7 +300,7 @@ def test_started_child_is_submitted_and_recorded_as_a_handle(
     # the parent's replay gets the same handle back, submitting nothing
     replay = parent_ctx(rt, {0: rec})
     with running(replay):
-        again = start_workflow(rt, CHILD, [(1, 2)], {}, slot=reserve_child(rt, CHILD.name))
+        again, _ = start_workflow(rt, CHILD, [(1, 2)], {}, slot=reserve_child(rt, CHILD.name))
     assert again == wid and len(rt.submitted) == 1
 
 
