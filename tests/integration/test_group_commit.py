@@ -156,7 +156,10 @@ def test_a_bad_value_fails_only_its_own_caller(pg_database: str) -> None:
         db.dispose()
 
 
-def test_a_locked_workflow_row_never_holds_up_the_rest_of_its_batch(pg_database: str) -> None:
+@pytest.mark.parametrize("finishes", [False, True], ids=["step-records", "finishes"])
+def test_a_locked_workflow_row_never_holds_up_the_rest_of_its_batch(
+    pg_database: str, finishes: bool
+) -> None:
     """A batch takes its rows' locks NOWAIT: a row another transaction holds
     (a cancel, a claim) fails the batch at once, the others are written
     alone right away, and the locked one waits for its lock as alone."""
@@ -168,12 +171,16 @@ def test_a_locked_workflow_row_never_holds_up_the_rest_of_its_batch(pg_database:
         for w in ("a", "b", "c", "locked"):
             _pending(db, w)
         locker.execute("SELECT 1 FROM wf.workflows WHERE workflow_id = 'locked' FOR UPDATE")
-        db.step_group = _held(db, queued=3)
+        group = _held(db, queued=3, finishes=finishes)
+        if finishes:
+            db.finish_group = group
+        else:
+            db.step_group = group
         done: dict[str, float] = {}
         out: dict[str, object] = {}
 
         def run(w: str) -> None:
-            out[w] = _record(db, w, 0)
+            out[w] = _finish(db, w) if finishes else _record(db, w, 0)
             done[w] = time.monotonic()
 
         first = threading.Thread(target=run, args=("a",))
@@ -193,7 +200,7 @@ def test_a_locked_workflow_row_never_holds_up_the_rest_of_its_batch(pg_database:
             t.join(10)
         assert out == {"a": True, "b": True, "c": True, "locked": True}
         assert done["locked"] >= released
-        assert db.step_group.batches == 0
+        assert group.batches == 0
     finally:
         locker.close()
         db.dispose()
@@ -275,44 +282,4 @@ def test_a_bad_finish_fails_only_its_own_caller(pg_database: str) -> None:
         assert db.get_outcome("b") == ("PENDING", None, None)
         assert db.get_outcome("c") == ("SUCCESS", '"done"', None)
     finally:
-        db.dispose()
-
-
-def test_a_locked_row_never_holds_up_the_other_finishes(pg_database: str) -> None:
-    db = SystemDatabase(pg_database)
-    db.ensure_reachable()
-    db.migrate()
-    locker = psycopg.connect(pg_database.replace("postgresql+psycopg", "postgresql"))
-    try:
-        for w in ("a", "b", "c", "locked"):
-            _pending(db, w)
-        locker.execute("SELECT 1 FROM wf.workflows WHERE workflow_id = 'locked' FOR UPDATE")
-        db.finish_group = _held(db, queued=3, finishes=True)
-        done: dict[str, float] = {}
-        out: dict[str, object] = {}
-
-        def run(w: str) -> None:
-            out[w] = _finish(db, w)
-            done[w] = time.monotonic()
-
-        first = threading.Thread(target=run, args=("a",))
-        first.start()
-        time.sleep(0.05)
-        rest = [threading.Thread(target=run, args=(w,)) for w in ("b", "locked", "c")]
-        for t in rest:
-            t.start()
-        deadline = time.monotonic() + 10
-        while not ("b" in done and "c" in done):
-            assert time.monotonic() < deadline, out
-            time.sleep(0.01)
-        assert "locked" not in done  # still waiting for its row, alone
-        released = time.monotonic()
-        locker.rollback()
-        for t in [first, *rest]:
-            t.join(10)
-        assert out == {"a": True, "b": True, "c": True, "locked": True}
-        assert done["locked"] >= released
-        assert db.finish_group.batches == 0
-    finally:
-        locker.close()
         db.dispose()
