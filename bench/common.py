@@ -181,6 +181,27 @@ def sqlite_path(url: str) -> Path:
 # -- processes -----------------------------------------------------------------------------
 
 
+def compile_wf() -> None:
+    """Compile wf's modules to bytecode, as ``pip install`` leaves an installed package.
+
+    An editable install's own modules are compiled by Python on first import, unless
+    PYTHONDONTWRITEBYTECODE is set (this machine sets it): then every fresh ``wf`` process
+    would compile ~100 modules again, which no installed wf does."""
+    subprocess.run(
+        [
+            PY,
+            "-m",
+            "compileall",
+            "-q",
+            str(REPO / "runtime"),
+            str(REPO / "cli"),
+            str(REPO / "bench"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of child processes: the repo importable, no stray wf settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}

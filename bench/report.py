@@ -547,6 +547,9 @@ def notes(res: dict[str, Any]) -> str:
             "- Worker RSS: `VmRSS`, threads and open fds from /proc after each batch has ended (the worker "
             "idle), enqueued in batches of 10 % (at most 10,000); `--rss-trace` names the lines whose "
             "Python allocations grew.",
+            "- CLI and child processes: wf's modules compiled to bytecode first (`compileall`), as "
+            "`pip install` leaves them; with PYTHONDONTWRITEBYTECODE=1 (set on this machine) an editable "
+            "install would otherwise compile them again in every fresh process.",
             f"- Sizes: {m.get('sizes_note', '')}",
         ]
     )

@@ -54,6 +54,7 @@ from bench.common import (
     REPO,
     Agent,
     Sizes,
+    compile_wf,
     drop_database,
     log,
     pg_settings,
@@ -446,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     explain = (
         Path(args.explain) if args.explain else (None if args.quick else BENCH_DIR / "explain.txt")
     )
+    compile_wf()
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="wf-bench-"))
     dbs: list[str] = []

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -405,6 +406,23 @@ def console(stderr: bool = False) -> Console:
     return c
 
 
+# the environment variables with which rich treats a stream that is not a tty as a terminal
+_FORCE_TERMINAL = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
+def is_terminal(stderr: bool = False) -> bool:
+    """Whether output goes to a terminal, as rich's console decides it, without
+    importing rich when it is plainly a pipe (piped output never needs rich)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if not any(os.environ.get(k) for k in _FORCE_TERMINAL):
+        try:
+            if not stream.isatty():
+                return False
+        except (AttributeError, ValueError):
+            return False
+    return console(stderr).is_terminal
+
+
 def status_text(status: str) -> Text:
     from rich.text import Text
 
@@ -418,7 +436,7 @@ def table(*columns: tuple[str, dict[str, Any]], tty: bool | None = None) -> Any:
     from rich.table import Table
 
     if tty is None:
-        tty = console().is_terminal
+        tty = is_terminal()
     t = Table(
         box=box.SIMPLE_HEAD if tty else None,
         show_edge=False,
@@ -466,9 +484,8 @@ def print_table(table: Any) -> None:
     """Print a table: rich on a terminal; when piped, each row on one line
     however long (``wf list | awk '{print $1}'`` gives whole IDs), without
     the trailing blanks of cell padding."""
-    c = console()
-    if c.is_terminal:
-        c.print(table)
+    if is_terminal():
+        console().print(table)
     else:
         write_lines(plain_lines(table))
 
@@ -532,13 +549,12 @@ Rows = list[tuple[str, "Text | str"]]
 
 def error_rows(err: ErrorInfo, tty: bool, limit: int | None) -> Rows:
     """An ``error`` row and a ``caused by`` row per cause, each cut to ``limit``."""
+    lines = [("error", err), *(("caused by", c) for c in err.causes)]
+    if not tty:
+        return [(label, cut(f"{e.type}: {e.message}", limit)) for label, e in lines]
     from rich.text import Text
 
-    style = "red" if tty else ""
-    rows: Rows = [("error", Text(cut(f"{err.type}: {err.message}", limit), style=style))]
-    for c in err.causes:
-        rows.append(("caused by", Text(cut(f"{c.type}: {c.message}", limit), style=style)))
-    return rows
+    return [(label, Text(cut(f"{e.type}: {e.message}", limit), style="red")) for label, e in lines]
 
 
 def workflow_rows(
@@ -651,13 +667,13 @@ def print_workflow(w: WorkflowInfo) -> None:
     """``wf status``: a panel with everything recorded about the workflow
     (plain ``label  value`` lines when piped), and for ENQUEUED work that no
     live worker has registered, a ``worker`` line saying so."""
-    c = console()
-    rows = workflow_rows(w, c.is_terminal)
+    tty = is_terminal()
+    rows = workflow_rows(w, tty)
     note = unregistered_note(w)
     if note is not None:
         rows.append(("worker", note))
-    if c.is_terminal:
-        c.print(workflow_panel(w.workflow_id, rows))
+    if tty:
+        console().print(workflow_panel(w.workflow_id, rows))
     else:
         write_lines(kv_lines([("workflow", w.workflow_id), *rows]))
 
@@ -667,10 +683,10 @@ def _print_kv(rows: Rows) -> None:
     at its width; piped, each row is one line however long."""
     from rich.text import Text
 
-    c = console()
-    if not c.is_terminal:
+    if not is_terminal():
         write_lines(kv_lines(rows))
         return
+    c = console()
     width = max(len(label) for label, _ in rows) + 2
     for label, value in rows:
         line = Text(label.ljust(width), style="bold")
@@ -682,7 +698,7 @@ def print_outcome(w: WorkflowInfo) -> None:
     """What ``start``/``await``/``resume``/``restart`` print at the end."""
     rows: Rows = [
         ("workflow", w.workflow_id),
-        ("status", status_text(w.status)),
+        ("status", status_text(w.status) if is_terminal() else w.status),
     ]
     if w.error is not None:
         rows += error_rows(w.error, False, None)
@@ -748,7 +764,7 @@ def add_steps(t: Any, steps: Iterable[StepInfo], *, tty: bool, copied_before: in
 
 def print_steps(steps: Iterable[StepInfo], *, copied_before: int = 0) -> None:
     """`wf steps`' table."""
-    tty = console().is_terminal
+    tty = is_terminal()
     t = steps_table(tty)
     add_steps(t, steps, tty=tty, copied_before=copied_before)
     print_table(t)
@@ -757,7 +773,7 @@ def print_steps(steps: Iterable[StepInfo], *, copied_before: int = 0) -> None:
 def format_log(r: LogRecord, *, with_id: bool) -> Text:
     from rich.text import Text
 
-    tty = console().is_terminal
+    tty = is_terminal()
     line = Text(fmt_time_ms(r.time), style="dim" if tty else "")
     line.append(" ")
     line.append(f"{r.level:<8}", style=LEVEL_STYLE.get(r.level, "") if tty else "")

@@ -263,16 +263,14 @@ def show_lines(view: ShowView) -> list[str]:
 
 
 def print_show(view: ShowView) -> None:
-    c = output.console()
-    if c.is_terminal:
-        c.print(show_renderable(view))
+    if output.is_terminal():
+        output.console().print(show_renderable(view))
     else:
         output.write_lines(show_lines(view))
 
 
 def print_tree(node: Node) -> None:
-    c: Console = output.console()
-    if c.is_terminal:
-        c.print(rich_tree(node, tty=True))
+    if output.is_terminal():
+        output.console().print(rich_tree(node, tty=True))
     else:
         output.write_lines(tree_lines(node))

@@ -106,5 +106,10 @@ else
     fi
 fi
 
+# many tests start fresh Python processes (workers, the CLI, crash victims): compile wf's
+# modules once, as pip does for an installed package, instead of in every child process
+# (PYTHONDONTWRITEBYTECODE=1, set on some machines, stops Python writing them itself)
+"$PY" -m compileall -q runtime cli tests >/dev/null || true
+
 "$PY" -m pytest "$@"
 exit $?

@@ -89,7 +89,7 @@ def show(
     import wf
 
     logs = _Logs(workflow_id, log_lines)
-    if follow and out == "table" and output.console().is_terminal:
+    if follow and out == "table" and output.is_terminal():
         from .. import render
 
         view = _follow_live(workflow_id, logs)

@@ -108,7 +108,7 @@ def list_(
 
     rows = wf.list_workflows(**chosen, limit=limit, offset=offset, child_counts=True)
     footer = None
-    if fmt == "table" and output.console().is_terminal:
+    if fmt == "table" and output.is_terminal():
         footer = list_footer(len(rows), offset, wf.count_workflows(**chosen))
     if fmt == "table" and not rows:
         note = "no workflows" if offset == 0 else f"no workflows from #{offset + 1} on (--offset)"

@@ -59,6 +59,8 @@ class Dialect:
     # whatever it carries. SQLite's commits take turns at one lock and cost
     # no flush (synchronous=NORMAL): nothing to share.
     group_commits: ClassVar[bool]
+    # binds a Python list as one array parameter (``= ANY(CAST(:ids AS TEXT[]))``)
+    binds_arrays: ClassVar[bool]
     # does a read-only @wf.transaction run READ ONLY (so the call's record is
     # written after it, not in it)? SQLite ignores the option.
     read_only_transactions: ClassVar[bool]
@@ -147,6 +149,7 @@ class PostgresDialect(Dialect):
     }
     listens = True
     group_commits = True
+    binds_arrays = True
     useful_writers = LANE_CONNECTIONS
     ddl_kwargs: ClassVar[dict[str, Any]] = {"prepare": False}
     advisory_locks = True
@@ -354,6 +357,7 @@ class SqliteDialect(Dialect):
     }
     listens = False
     group_commits = False
+    binds_arrays = False
     useful_writers = 4
     advisory_locks = False
     locks_database = True

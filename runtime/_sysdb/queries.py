@@ -366,6 +366,10 @@ Q: dict[str, str] = {
     + _THIS_RUN,
     "cancelled_among": """
         SELECT workflow_id FROM {s}workflows WHERE workflow_id IN :ids AND status = 'CANCELLED'""",
+    # the same, the IDs bound as one array (Postgres: one statement and one plan for any number)
+    "cancelled_among_array": """
+        SELECT workflow_id FROM {s}workflows
+        WHERE workflow_id = ANY(CAST(:ids AS TEXT[])) AND status = 'CANCELLED'""",
     "children_of": "SELECT workflow_id FROM {s}workflows WHERE parent_workflow_id = :workflow_id",
     # conditional on the state the caller read (status, owner, attempts,
     # last update): a claim or dequeue in between makes it change nothing.
