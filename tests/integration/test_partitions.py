@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,37 +20,10 @@ import pytest
 import wf
 
 from tests.apps import comm_partitions as app
-from tests.apps.comm_worker import spawn_workers, stop_workers
 from tests.helpers import REPO, child_env, marker_lines, raw_rows, wait_for, wait_for_file
 from tests.integration.test_queues import max_overlap
 
 MODULE = "tests.apps.comm_partitions"
-
-
-@pytest.fixture
-def markers(tmp_path: Path) -> Path:
-    return tmp_path / "markers.txt"
-
-
-@pytest.fixture
-def enqueuer(db_url: str) -> Iterator[str]:
-    wf.launch(database_url=db_url, queues=[], recovery=False)
-    yield db_url
-    wf.shutdown()
-
-
-@pytest.fixture
-def workers(db_url: str, tmp_path: Path, markers: Path) -> Iterator[Any]:
-    procs: list[Any] = []
-
-    def start(n: int) -> list[Any]:
-        new = spawn_workers(MODULE, db_url, tmp_path, n, env={"WF_TEST_MARKERS": str(markers)})
-        procs.extend(new)
-        return new
-
-    yield start
-    for r in stop_workers(procs):
-        assert r.returncode in (0, -9), r.describe()
 
 
 def _spans(markers: Path) -> dict[str, tuple[str, float, float]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +21,9 @@ import pytest
 import wf
 
 from tests.apps import comm_queues as app
-from tests.apps.comm_worker import spawn_workers, stop_workers
 from tests.helpers import kill_hard, marker_lines, raw_rows, wait_for
 
 MODULE = "tests.apps.comm_queues"
-
-
-@pytest.fixture
-def markers(tmp_path: Path) -> Path:
-    return tmp_path / "markers.txt"
-
-
-@pytest.fixture
-def enqueuer(db_url: str) -> Iterator[str]:
-    """wf launched in the test process only to enqueue and observe."""
-    wf.launch(database_url=db_url, queues=[], recovery=False)
-    yield db_url
-    wf.shutdown()
-
-
-@pytest.fixture
-def workers(db_url: str, tmp_path: Path, markers: Path) -> Iterator[Any]:
-    """``workers(n)`` starts n worker processes (stopped after the test)."""
-    procs: list[Any] = []
-
-    def start(n: int) -> list[Any]:
-        new = spawn_workers(MODULE, db_url, tmp_path, n, env={"WF_TEST_MARKERS": str(markers)})
-        procs.extend(new)
-        return new
-
-    yield start
-    results = stop_workers(procs)
-    for r in results:
-        # a worker that crashed by itself (not killed by a test) is a failure
-        assert r.returncode in (0, -9), r.describe()
 
 
 def _intervals(markers: Path) -> dict[str, dict[str, Any]]:
