@@ -1,5 +1,6 @@
-"""Fixtures of the queue tests that run real worker processes
-(tests/apps/comm_worker.py): the test process only enqueues and observes.
+"""Shared fixtures of the integration tests: a migrated SystemDatabase on each
+backend, and those of the queue tests that run real worker processes
+(tests/apps/comm_worker.py), where the test process only enqueues and observes.
 
 A test module using ``workers`` names the app its workers serve in ``MODULE``."""
 
@@ -11,8 +12,19 @@ from typing import Any
 
 import pytest
 import wf
+from wf._sysdb import SystemDatabase
 
 from tests.apps.comm_worker import spawn_workers, stop_workers
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[SystemDatabase]:
+    """wf's system database, migrated, on each backend (no executor)."""
+    d = SystemDatabase(db_url)
+    d.ensure_reachable()
+    d.migrate()
+    yield d
+    d.dispose()
 
 
 @pytest.fixture

@@ -6,19 +6,7 @@ backends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from wf._sysdb import SystemDatabase
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[SystemDatabase]:
-    d = SystemDatabase(db_url)
-    d.ensure_reachable()
-    d.migrate()
-    yield d
-    d.dispose()
 
 
 def test_cancelled_among_thousands_of_ids_names_exactly_the_cancelled(db: SystemDatabase) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -17,15 +16,6 @@ import pytest
 from wf._sysdb import SystemDatabase
 from wf._sysdb.group_commit import GroupCommit
 from wf._sysdb.rows import now_ms
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[SystemDatabase]:
-    d = SystemDatabase(db_url)
-    d.ensure_reachable()
-    d.migrate()
-    yield d
-    d.dispose()
 
 
 def _pending(db: SystemDatabase, wid: str, executor: str = "e1") -> None:
