@@ -681,11 +681,11 @@ def print_workflow(w: WorkflowInfo) -> None:
 def _print_kv(rows: Rows) -> None:
     """``label  value`` lines with no padding. On a terminal long values fold
     at its width; piped, each row is one line however long."""
-    from rich.text import Text
-
     if not is_terminal():
         write_lines(kv_lines(rows))
         return
+    from rich.text import Text
+
     c = console()
     width = max(len(label) for label, _ in rows) + 2
     for label, value in rows:
